@@ -1,0 +1,49 @@
+"""The `pose-service` command line.
+
+Each command group lives in its own module exposing ``register(subparsers)``; the module's imports
+of heavy parts (torch, uvicorn) happen inside the command so `pose-service status` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "jobs.cli.serve",
+    "jobs.cli.db",
+    "jobs.cli.worker",
+    "jobs.cli.client",
+    "jobs.cli.tokens",
+    "jobs.cli.pipeline",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pose-service", description="Durable job service that turns videos of people into poses."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command group that is not there yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

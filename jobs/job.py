@@ -1,0 +1,66 @@
+"""The job as the rest of the code sees it: an immutable snapshot of one pose_jobs row."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jobs.states import FINAL_STATES, JobState
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    state: JobState
+    video_path: str | None
+    upload_id: int | None
+    priority: int
+    params: dict[str, Any]
+    max_attempts: int
+    attempt: int
+    timeout_s: float | None
+    run_after: datetime
+    idempotency_key: str | None
+    created_at: datetime
+    started_at: datetime | None
+    attempt_started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    worker_id: str | None
+    frames_done: int
+    frames_total: int | None
+    cancel_requested: bool
+    error_kind: str | None
+    error_message: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        data = dict(row._mapping)
+        data["state"] = JobState(data["state"])
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def progress_percent(self) -> float | None:
+        if not self.frames_total:
+            return 100.0 if self.state == JobState.SUCCEEDED else None
+        return round(100.0 * min(self.frames_done, self.frames_total) / self.frames_total, 1)
+
+    @property
+    def wait_s(self) -> float | None:
+        """Seconds from submission to the first claim."""
+        if self.started_at is None:
+            return None
+        return (self.started_at - self.created_at).total_seconds()
+
+    @property
+    def run_s(self) -> float | None:
+        """Seconds the latest attempt ran (so far, if it still runs)."""
+        if self.attempt_started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.attempt_started_at).total_seconds()

@@ -1,0 +1,119 @@
+"""SQLAlchemy descriptions of the pose-service tables.
+
+The schema itself is created by alembic (migrations/); these Table objects describe it for code that
+wants typed columns, and tests/test_migrations.py checks that they never drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+TS = DateTime(timezone=True)
+
+uploads = Table(
+    "pose_uploads",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("created_at", TS, nullable=False),
+    Column("filename", Text),
+    Column("content_type", Text),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", Text),
+    Column("complete", Boolean, nullable=False),
+)
+
+upload_chunks = Table(
+    "pose_upload_chunks",
+    metadata,
+    Column("upload_id", BigInteger, ForeignKey("pose_uploads.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+jobs = Table(
+    "pose_jobs",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("video_path", Text),
+    Column("upload_id", BigInteger, ForeignKey("pose_uploads.id", ondelete="RESTRICT")),
+    Column("priority", Integer, nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("timeout_s", Float),
+    Column("run_after", TS, nullable=False),
+    Column("idempotency_key", Text, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("started_at", TS),
+    Column("attempt_started_at", TS),
+    Column("finished_at", TS),
+    Column("lease_expires_at", TS),
+    Column("worker_id", Text),
+    Column("frames_done", Integer, nullable=False),
+    Column("frames_total", Integer),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("error_kind", Text),
+    Column("error_message", Text),
+)
+
+results = Table(
+    "pose_results",
+    metadata,
+    Column("job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", TS, nullable=False),
+    Column("document", JSONB, nullable=False),
+)
+
+job_events = Table(
+    "pose_job_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("at", TS, nullable=False),
+    Column("from_state", Text),
+    Column("to_state", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker_id", Text),
+    Column("error_kind", Text),
+    Column("error_message", Text),
+)
+
+workers = Table(
+    "pose_workers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("gpu", Text),
+    Column("mode", Text, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("stopped_at", TS),
+    Column("current_job_id", BigInteger),
+)
+
+api_tokens = Table(
+    "pose_api_tokens",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("token_sha256", Text, nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS),
+    Column("last_used_at", TS),
+)

@@ -1,0 +1,123 @@
+"""pose-service configuration: environment variables, overridable by command-line flags.
+
+One frozen dataclass so every part (web, worker, CLI) reads the same names, and so startup can log
+the effective configuration with secrets masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECRET_FIELDS = frozenset({"database_url", "api_tokens"})
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _list(name: str) -> tuple[str, ...]:
+    raw = _env(name, "") or ""
+    return tuple(part.strip() for part in raw.replace(os.pathsep, ",").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    home: Path = field(default_factory=lambda: Path.home() / ".pose-service")
+    model_dir: Path | None = None
+    api_tokens: tuple[str, ...] = ()
+    media_roots: tuple[str, ...] = ()
+    timeout_s: float = 1800.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    max_upload_mb: float = 2048.0
+    lease_s: float = 15.0
+    heartbeat_s: float = 2.0
+    poll_s: float = 2.0
+    retry_base_s: float = 10.0
+    retry_cap_s: float = 600.0
+    kill_grace_s: float = 5.0
+    shutdown_grace_s: float = 30.0
+    worker_mode: str = "warm"
+    recycle_after: int = 200
+    pipeline: str = "worker.pipeline.pose:create"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(_env("POSE_HOME") or Path.home() / ".pose-service").expanduser()
+        model_dir = _env("POSE_MODEL_DIR")
+        log_format = (_env("POSE_LOG_FORMAT", "text") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise ValueError(f"POSE_LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
+        mode = (_env("POSE_WORKER_MODE", "warm") or "warm").lower()
+        if mode not in ("warm", "fresh"):
+            raise ValueError(f"POSE_WORKER_MODE must be 'warm' or 'fresh', got {mode!r}")
+        return cls(
+            database_url=_env("POSE_DATABASE_URL"),
+            home=home,
+            model_dir=Path(model_dir).expanduser() if model_dir else home / "models",
+            api_tokens=_list("POSE_API_TOKENS"),
+            media_roots=tuple(str(Path(p).expanduser()) for p in _list("POSE_MEDIA_ROOTS")),
+            timeout_s=_float("POSE_TIMEOUT_S", cls.timeout_s),
+            log_level=(_env("POSE_LOG_LEVEL", "INFO") or "INFO").upper(),
+            log_format=log_format,
+            max_upload_mb=_float("POSE_MAX_UPLOAD_MB", cls.max_upload_mb),
+            lease_s=_float("POSE_LEASE_S", cls.lease_s),
+            heartbeat_s=_float("POSE_HEARTBEAT_S", cls.heartbeat_s),
+            poll_s=_float("POSE_POLL_S", cls.poll_s),
+            retry_base_s=_float("POSE_RETRY_BASE_S", cls.retry_base_s),
+            retry_cap_s=_float("POSE_RETRY_CAP_S", cls.retry_cap_s),
+            kill_grace_s=_float("POSE_KILL_GRACE_S", cls.kill_grace_s),
+            shutdown_grace_s=_float("POSE_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
+            worker_mode=mode,
+            recycle_after=int(_float("POSE_RECYCLE_AFTER", cls.recycle_after)),
+            pipeline=_env("POSE_PIPELINE", cls.pipeline) or cls.pipeline,
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with the non-None ``changes`` applied (CLI flags that were given)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration for the startup log: secrets replaced, paths as strings."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "database_url" and value:
+                value = mask_dsn(value)
+            elif f.name in SECRET_FIELDS and value:
+                value = f"<{len(value)} tokens>" if isinstance(value, tuple) else "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def mask_dsn(dsn: str) -> str:
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return dsn
+    creds, at, host = rest.rpartition("@")
+    user, colon, password = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon and password else ''}{at}{host}"

@@ -1,0 +1,249 @@
+-- Every statement pose-service runs against its job tables, one named block each.
+-- jobs/queries.py loads them into a dict; Python never assembles SQL strings.
+-- Parameters are SQLAlchemy-style :names.
+
+-- name: submit_job
+-- A new job; with an idempotency key that already exists nothing is inserted and no row returns.
+INSERT INTO pose_jobs (video_path, upload_id, priority, params, max_attempts, timeout_s, run_after,
+                       idempotency_key)
+VALUES (:video_path, :upload_id, :priority, CAST(:params AS jsonb), :max_attempts, :timeout_s,
+        COALESCE(CAST(:run_after AS timestamptz), now()), :idempotency_key)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: get_job
+SELECT * FROM pose_jobs WHERE id = :id;
+
+-- name: get_job_by_idempotency_key
+SELECT * FROM pose_jobs WHERE idempotency_key = :idempotency_key;
+
+-- name: list_jobs
+-- Newest first, keyset-paged on id (the cursor is the last id seen).
+SELECT * FROM pose_jobs
+WHERE (CAST(:state AS text) IS NULL OR state = :state)
+  AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
+  AND (CAST(:before_id AS bigint) IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: claim_job
+-- The next runnable job: highest priority, then earliest run_after, then oldest. SKIP LOCKED lets
+-- any number of workers claim concurrently without waiting on each other or taking the same row.
+WITH next AS (
+    SELECT id FROM pose_jobs
+    WHERE state = 'queued' AND run_after <= now()
+    ORDER BY priority DESC, run_after, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pose_jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    worker_id = :worker_id,
+    started_at = COALESCE(j.started_at, now()),
+    attempt_started_at = now(),
+    lease_expires_at = now() + make_interval(secs => :lease_s),
+    frames_done = 0,
+    error_kind = NULL,
+    error_message = NULL
+FROM next
+WHERE j.id = next.id
+RETURNING j.*;
+
+-- name: record_progress
+-- Progress doubles as a lease extension; no row back means the worker no longer owns the job.
+UPDATE pose_jobs
+SET frames_done = :frames_done,
+    frames_total = COALESCE(CAST(:frames_total AS integer), frames_total),
+    lease_expires_at = now() + make_interval(secs => :lease_s)
+WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+RETURNING cancel_requested;
+
+-- name: extend_lease
+UPDATE pose_jobs
+SET lease_expires_at = now() + make_interval(secs => :lease_s)
+WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+RETURNING cancel_requested;
+
+-- name: finish_succeeded
+WITH done AS (
+    UPDATE pose_jobs
+    SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL,
+        frames_done = :frames_done, frames_total = COALESCE(CAST(:frames_total AS integer), frames_total)
+    WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+    RETURNING id
+)
+INSERT INTO pose_results (job_id, document)
+SELECT id, CAST(:document AS jsonb) FROM done
+ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, created_at = now()
+RETURNING job_id;
+
+-- name: finish_failed
+-- A failed attempt: retried after an exponential, jittered backoff while attempts remain and the
+-- error kind is retryable; otherwise final. A pending cancel request wins over a retry.
+UPDATE pose_jobs
+SET state = CASE
+        WHEN cancel_requested THEN 'cancelled'
+        WHEN :retryable AND attempt < max_attempts THEN 'queued'
+        ELSE 'failed' END,
+    run_after = CASE
+        WHEN :retryable AND attempt < max_attempts AND NOT cancel_requested
+        THEN now() + make_interval(secs => least(:retry_cap_s, :retry_base_s * power(2, attempt - 1))
+                                           * (0.5 + random()))
+        ELSE run_after END,
+    finished_at = CASE WHEN cancel_requested OR NOT (:retryable AND attempt < max_attempts)
+                       THEN now() END,
+    worker_id = CASE WHEN :retryable AND attempt < max_attempts AND NOT cancel_requested
+                     THEN NULL ELSE worker_id END,
+    lease_expires_at = NULL,
+    error_kind = :error_kind,
+    error_message = :error_message
+WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+RETURNING state;
+
+-- name: finish_cancelled
+UPDATE pose_jobs
+SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+    error_kind = NULL, error_message = 'cancelled while running'
+WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+RETURNING state;
+
+-- name: release_job
+-- Graceful shutdown: back to the queue without spending an attempt.
+UPDATE pose_jobs
+SET state = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+    run_after = now(), frames_done = 0
+WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+RETURNING state;
+
+-- name: rescue_expired
+-- Jobs whose worker stopped heartbeating (killed, host gone). The attempt counter caps rescues, so a
+-- video that kills every worker that touches it ends as failed/worker_lost instead of looping.
+WITH lost AS (
+    SELECT id FROM pose_jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT 100
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pose_jobs AS j
+SET state = CASE
+        WHEN j.cancel_requested THEN 'cancelled'
+        WHEN j.attempt < j.max_attempts THEN 'queued'
+        ELSE 'failed' END,
+    run_after = CASE WHEN j.attempt < j.max_attempts AND NOT j.cancel_requested
+                     THEN now() + make_interval(secs => least(:retry_cap_s,
+                                                              :retry_base_s * power(2, j.attempt - 1))
+                                                      * (0.5 + random()))
+                     ELSE j.run_after END,
+    finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END,
+    worker_id = CASE WHEN j.attempt < j.max_attempts AND NOT j.cancel_requested
+                     THEN NULL ELSE j.worker_id END,
+    lease_expires_at = NULL,
+    error_kind = CASE WHEN j.cancel_requested THEN NULL ELSE 'worker_lost' END,
+    error_message = CASE WHEN j.cancel_requested THEN 'cancelled; its worker was lost'
+                         ELSE 'lease expired: worker ' || COALESCE(j.worker_id, '?')
+                              || ' stopped heartbeating' END
+FROM lost
+WHERE j.id = lost.id
+RETURNING j.id, j.state, j.attempt;
+
+-- name: cancel_job
+-- Queued jobs are cancelled at once; running ones get a request that their worker hears (NOTIFY
+-- from a trigger) and acts on. Finished jobs are left alone.
+UPDATE pose_jobs
+SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+    cancel_requested = true
+WHERE id = :id AND state IN ('queued', 'running')
+RETURNING *;
+
+-- name: retry_job
+-- An operator's retry of a finished failure: a fresh set of attempts.
+UPDATE pose_jobs
+SET state = 'queued', attempt = 0, run_after = now(), cancel_requested = false, worker_id = NULL,
+    started_at = NULL, attempt_started_at = NULL, finished_at = NULL, frames_done = 0,
+    error_kind = NULL, error_message = NULL
+WHERE id = :id AND state IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: get_result
+SELECT document FROM pose_results WHERE job_id = :id;
+
+-- name: get_result_text
+SELECT document::text AS document FROM pose_results WHERE job_id = :id;
+
+-- name: job_events
+SELECT * FROM pose_job_events WHERE job_id = :id ORDER BY id;
+
+-- name: queue_depth
+SELECT count(*) FILTER (WHERE run_after <= now()) AS ready,
+       count(*) AS queued
+FROM pose_jobs WHERE state = 'queued';
+
+-- name: count_by_state
+SELECT state, count(*) AS n FROM pose_jobs GROUP BY state;
+
+-- name: register_worker
+INSERT INTO pose_workers (id, host, pid, gpu, mode)
+VALUES (:id, :host, :pid, :gpu, :mode)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
+
+-- name: worker_heartbeat
+UPDATE pose_workers SET heartbeat_at = now(), current_job_id = :current_job_id, stopped_at = NULL
+WHERE id = :id;
+
+-- name: worker_stopped
+UPDATE pose_workers SET stopped_at = now(), current_job_id = NULL WHERE id = :id;
+
+-- name: live_workers
+-- Live = heartbeat within the lease; a worker killed with -9 drops out of this list by itself.
+SELECT w.*, j.frames_done, j.frames_total, j.attempt_started_at AS job_started_at
+FROM pose_workers AS w
+LEFT JOIN pose_jobs AS j ON j.id = w.current_job_id AND j.state = 'running'
+WHERE w.stopped_at IS NULL AND w.heartbeat_at > now() - make_interval(secs => :lease_s)
+ORDER BY w.host, w.started_at;
+
+-- name: forget_dead_workers
+-- Keep the registry readable: rows of workers gone for a day are deleted.
+DELETE FROM pose_workers
+WHERE heartbeat_at < now() - interval '1 day';
+
+-- name: recent_run_seconds
+-- Mean run time of recent successes, for the estimated queue wait.
+SELECT avg(extract(epoch FROM finished_at - attempt_started_at)) AS mean_run_s, count(*) AS n
+FROM (SELECT finished_at, attempt_started_at FROM pose_jobs
+      WHERE state = 'succeeded' AND finished_at > now() - interval '1 day'
+      ORDER BY finished_at DESC LIMIT 50) AS recent;
+
+-- name: daily_stats
+SELECT * FROM pose_job_daily_stats
+WHERE day >= (now() AT TIME ZONE 'UTC')::date - :days + 1
+ORDER BY day DESC;
+
+-- name: failure_stats
+SELECT * FROM pose_job_failures
+WHERE day >= (now() AT TIME ZONE 'UTC')::date - :days + 1
+ORDER BY day DESC, failures DESC;
+
+-- name: create_upload
+INSERT INTO pose_uploads (filename, content_type) VALUES (:filename, :content_type) RETURNING id;
+
+-- name: add_upload_chunk
+INSERT INTO pose_upload_chunks (upload_id, seq, data) VALUES (:upload_id, :seq, :data);
+
+-- name: complete_upload
+UPDATE pose_uploads SET size_bytes = :size_bytes, sha256 = :sha256, complete = true
+WHERE id = :upload_id;
+
+-- name: upload_chunk_seqs
+SELECT seq FROM pose_upload_chunks WHERE upload_id = :upload_id ORDER BY seq;
+
+-- name: upload_chunk
+SELECT data FROM pose_upload_chunks WHERE upload_id = :upload_id AND seq = :seq;
+
+-- name: delete_upload
+DELETE FROM pose_uploads WHERE id = :upload_id;
+
+-- name: schema_revision
+SELECT version_num FROM alembic_version;

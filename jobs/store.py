@@ -1,0 +1,322 @@
+"""JobStore: the one module that reads and writes the job tables.
+
+Every method runs one named statement from jobs/sql/queries.sql in its own short transaction. Worker
+methods that finish or extend an attempt are guarded by (job id, worker id, attempt), so a worker
+whose lease was rescued can never overwrite the job's newer life.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from jobs.database import make_engine
+from jobs.job import Job
+from jobs.queries import query
+from jobs.states import RETRYABLE, ErrorKind, JobState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 3
+UPLOAD_CHUNK_BYTES = 1 << 20
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key exists already, for a different request."""
+
+    def __init__(self, existing: Job) -> None:
+        super().__init__(f"idempotency key {existing.idempotency_key!r} is already used by job {existing.id}")
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finish call did: the job's new state, or None if the worker no longer owned it."""
+
+    state: JobState | None
+
+    @property
+    def owned(self) -> bool:
+        return self.state is not None
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 5) -> JobStore:
+        return cls(make_engine(url, pool_size=pool_size))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _one(self, name: str, **params: Any) -> Any:
+        with self.engine.begin() as conn:
+            return conn.execute(query(name), params).first()
+
+    def _all(self, name: str, **params: Any) -> list[Any]:
+        with self.engine.begin() as conn:
+            return list(conn.execute(query(name), params))
+
+    def _job(self, name: str, **params: Any) -> Job | None:
+        row = self._one(name, **params)
+        return Job.from_row(row) if row is not None else None
+
+    # ---- submitting and reading ----------------------------------------------------------------
+    def submit(
+        self,
+        video_path: str | None = None,
+        *,
+        upload_id: int | None = None,
+        priority: int = 0,
+        params: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        timeout_s: float | None = None,
+        run_after: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Insert a job; returns (job, created). A repeated idempotency key returns the existing job
+        when the request is the same and raises IdempotencyConflict when it differs."""
+        if (video_path is None) == (upload_id is None):
+            raise ValueError("a job needs exactly one of video_path and upload_id")
+        params = params or {}
+        job = self._job(
+            "submit_job",
+            video_path=video_path,
+            upload_id=upload_id,
+            priority=priority,
+            params=json.dumps(params),
+            max_attempts=max_attempts or DEFAULT_MAX_ATTEMPTS,
+            timeout_s=timeout_s,
+            run_after=run_after,
+            idempotency_key=idempotency_key,
+        )
+        if job is not None:
+            return job, True
+        existing = self._job("get_job_by_idempotency_key", idempotency_key=idempotency_key)
+        if existing is None:  # deleted between the two statements: try once more
+            return self.submit(
+                video_path,
+                upload_id=upload_id,
+                priority=priority,
+                params=params,
+                max_attempts=max_attempts,
+                timeout_s=timeout_s,
+                run_after=run_after,
+                idempotency_key=idempotency_key,
+            )
+        same = (
+            existing.video_path == video_path
+            and (upload_id is None or existing.upload_id is not None)
+            and existing.priority == priority
+            and existing.params == params
+        )
+        if not same:
+            raise IdempotencyConflict(existing)
+        return existing, False
+
+    def get(self, job_id: int) -> Job | None:
+        return self._job("get_job", id=job_id)
+
+    def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        rows = self._all("list_jobs", state=state, since=since, before_id=before_id, limit=limit)
+        return [Job.from_row(r) for r in rows]
+
+    def result(self, job_id: int) -> dict[str, Any] | None:
+        row = self._one("get_result", id=job_id)
+        return row.document if row is not None else None
+
+    def result_json(self, job_id: int) -> str | None:
+        """The result document as JSON text, serialised by PostgreSQL (no Python round trip)."""
+        row = self._one("get_result_text", id=job_id)
+        return row.document if row is not None else None
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self._all("job_events", id=job_id)]
+
+    # ---- control -------------------------------------------------------------------------------
+    def cancel(self, job_id: int) -> Job | None:
+        """Cancel a queued job now, or ask the worker of a running one to kill it. None if the job
+        does not exist or has already finished (see get())."""
+        return self._job("cancel_job", id=job_id)
+
+    def retry(self, job_id: int) -> Job | None:
+        """Re-queue a failed or cancelled job with fresh attempts; None if it is in another state."""
+        return self._job("retry_job", id=job_id)
+
+    # ---- the worker's side ---------------------------------------------------------------------
+    def claim(self, worker_id: str, lease_s: float) -> Job | None:
+        return self._job("claim_job", worker_id=worker_id, lease_s=lease_s)
+
+    def record_progress(
+        self, job: Job, worker_id: str, frames_done: int, frames_total: int | None, lease_s: float
+    ) -> bool | None:
+        """Store progress and extend the lease. Returns cancel_requested, or None if not owned."""
+        row = self._one(
+            "record_progress",
+            id=job.id,
+            worker_id=worker_id,
+            attempt=job.attempt,
+            frames_done=frames_done,
+            frames_total=frames_total,
+            lease_s=lease_s,
+        )
+        return None if row is None else bool(row.cancel_requested)
+
+    def extend_lease(self, job: Job, worker_id: str, lease_s: float) -> bool | None:
+        """Returns cancel_requested, or None if the worker no longer owns the job."""
+        row = self._one("extend_lease", id=job.id, worker_id=worker_id, attempt=job.attempt, lease_s=lease_s)
+        return None if row is None else bool(row.cancel_requested)
+
+    def succeed(
+        self, job: Job, worker_id: str, document_json: str, frames_done: int, frames_total: int | None
+    ) -> Outcome:
+        row = self._one(
+            "finish_succeeded",
+            id=job.id,
+            worker_id=worker_id,
+            attempt=job.attempt,
+            document=document_json,
+            frames_done=frames_done,
+            frames_total=frames_total,
+        )
+        return Outcome(JobState.SUCCEEDED if row is not None else None)
+
+    def fail(
+        self,
+        job: Job,
+        worker_id: str,
+        kind: ErrorKind,
+        message: str,
+        *,
+        retry_base_s: float,
+        retry_cap_s: float,
+    ) -> Outcome:
+        row = self._one(
+            "finish_failed",
+            id=job.id,
+            worker_id=worker_id,
+            attempt=job.attempt,
+            retryable=kind in RETRYABLE,
+            error_kind=str(kind),
+            error_message=message,
+            retry_base_s=retry_base_s,
+            retry_cap_s=retry_cap_s,
+        )
+        return Outcome(JobState(row.state) if row is not None else None)
+
+    def finish_cancelled(self, job: Job, worker_id: str) -> Outcome:
+        row = self._one("finish_cancelled", id=job.id, worker_id=worker_id, attempt=job.attempt)
+        return Outcome(JobState(row.state) if row is not None else None)
+
+    def release(self, job: Job, worker_id: str) -> Outcome:
+        row = self._one("release_job", id=job.id, worker_id=worker_id, attempt=job.attempt)
+        return Outcome(JobState(row.state) if row is not None else None)
+
+    def rescue_expired(self, *, retry_base_s: float, retry_cap_s: float) -> list[tuple[int, str, int]]:
+        rows = self._all("rescue_expired", retry_base_s=retry_base_s, retry_cap_s=retry_cap_s)
+        return [(r.id, r.state, r.attempt) for r in rows]
+
+    # ---- workers registry ----------------------------------------------------------------------
+    def register_worker(self, worker_id: str, *, host: str, pid: int, gpu: str | None, mode: str) -> None:
+        self._one("register_worker", id=worker_id, host=host, pid=pid, gpu=gpu, mode=mode)
+
+    def worker_heartbeat(self, worker_id: str, current_job_id: int | None) -> None:
+        self._one("worker_heartbeat", id=worker_id, current_job_id=current_job_id)
+
+    def worker_stopped(self, worker_id: str) -> None:
+        self._one("worker_stopped", id=worker_id)
+
+    def forget_dead_workers(self) -> None:
+        self._one("forget_dead_workers")
+
+    def live_workers(self, lease_s: float) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self._all("live_workers", lease_s=lease_s)]
+
+    # ---- queue and history ---------------------------------------------------------------------
+    def queue_depth(self) -> dict[str, int]:
+        row = self._one("queue_depth")
+        return {"ready": int(row.ready), "queued": int(row.queued)}
+
+    def count_by_state(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in JobState}
+        counts.update({r.state: int(r.n) for r in self._all("count_by_state")})
+        return counts
+
+    def recent_mean_run_s(self) -> float | None:
+        row = self._one("recent_run_seconds")
+        return float(row.mean_run_s) if row.mean_run_s is not None else None
+
+    def daily_stats(self, days: int) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self._all("daily_stats", days=days)]
+
+    def failure_stats(self, days: int) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self._all("failure_stats", days=days)]
+
+    # ---- uploads -------------------------------------------------------------------------------
+    def store_upload(
+        self, chunks: Iterable[bytes], *, filename: str | None, content_type: str | None, max_bytes: int
+    ) -> int:
+        """Stream ``chunks`` into PostgreSQL in one transaction; raises UploadTooLarge past max_bytes
+        (nothing is kept then). Returns the upload id."""
+        digest, size, seq = hashlib.sha256(), 0, 0
+        with self.engine.begin() as conn:
+            upload_id = conn.execute(
+                query("create_upload"), {"filename": filename, "content_type": content_type}
+            ).scalar_one()
+            for chunk in _rechunk(chunks, UPLOAD_CHUNK_BYTES):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadTooLarge(max_bytes)
+                digest.update(chunk)
+                conn.execute(query("add_upload_chunk"), {"upload_id": upload_id, "seq": seq, "data": chunk})
+                seq += 1
+            conn.execute(
+                query("complete_upload"),
+                {"upload_id": upload_id, "size_bytes": size, "sha256": digest.hexdigest()},
+            )
+        return int(upload_id)
+
+    def iter_upload(self, upload_id: int) -> Iterator[bytes]:
+        """The upload's bytes chunk by chunk, one short query each, so memory stays at one chunk."""
+        for (seq,) in self._all("upload_chunk_seqs", upload_id=upload_id):
+            row = self._one("upload_chunk", upload_id=upload_id, seq=seq)
+            if row is not None:
+                yield bytes(row.data)
+
+    def delete_upload(self, upload_id: int) -> None:
+        self._one("delete_upload", upload_id=upload_id)
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"upload exceeds the limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Regroup arbitrary pieces into rows of ``size`` bytes (the last may be shorter)."""
+    buf = bytearray()
+    for piece in chunks:
+        buf += piece
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)

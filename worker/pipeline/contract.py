@@ -1,0 +1,31 @@
+"""The contract between the worker's child process and any pipeline it runs.
+
+The child process (``worker/pipeline/child.py``) imports a factory named ``module:function``, calls it
+once, and then calls the returned pipeline once per job. Keeping this contract tiny is what lets the
+worker supervise the real pose pipeline, the minimal decode pipeline and the test pipelines alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: ``progress(frames_done, frames_total_or_None)``; cheap to call, the child throttles what it sends.
+ProgressFn = Callable[[int, int | None], None]
+
+
+class BadInput(Exception):
+    """The input itself is unusable (unreadable, not a video, no frames).
+
+    The worker fails such a job with kind ``bad_input`` and never retries it: another attempt would
+    read the same bytes and fail the same way.
+    """
+
+
+class Pipeline(Protocol):
+    def __call__(self, video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+        """Process one video and return the result document (DESIGN.md section 5)."""
+        ...
+
+
+PipelineFactory = Callable[[], Pipeline]
