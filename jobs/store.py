@@ -63,6 +63,11 @@ class JobStore:
         with self.engine.begin() as conn:
             return conn.execute(query(name), params).first()
 
+    def _exec(self, name: str, **params: Any) -> int:
+        """A statement that returns no rows; the number of rows it touched."""
+        with self.engine.begin() as conn:
+            return conn.execute(query(name), params).rowcount
+
     def _all(self, name: str, **params: Any) -> list[Any]:
         with self.engine.begin() as conn:
             return list(conn.execute(query(name), params))
@@ -235,16 +240,16 @@ class JobStore:
 
     # ---- workers registry ----------------------------------------------------------------------
     def register_worker(self, worker_id: str, *, host: str, pid: int, gpu: str | None, mode: str) -> None:
-        self._one("register_worker", id=worker_id, host=host, pid=pid, gpu=gpu, mode=mode)
+        self._exec("register_worker", id=worker_id, host=host, pid=pid, gpu=gpu, mode=mode)
 
     def worker_heartbeat(self, worker_id: str, current_job_id: int | None) -> None:
-        self._one("worker_heartbeat", id=worker_id, current_job_id=current_job_id)
+        self._exec("worker_heartbeat", id=worker_id, current_job_id=current_job_id)
 
     def worker_stopped(self, worker_id: str) -> None:
-        self._one("worker_stopped", id=worker_id)
+        self._exec("worker_stopped", id=worker_id)
 
     def forget_dead_workers(self) -> None:
-        self._one("forget_dead_workers")
+        self._exec("forget_dead_workers")
 
     def live_workers(self, lease_s: float) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in self._all("live_workers", lease_s=lease_s)]
@@ -293,6 +298,10 @@ class JobStore:
             )
         return int(upload_id)
 
+    def upload_info(self, upload_id: int) -> dict[str, Any] | None:
+        row = self._one("get_upload", upload_id=upload_id)
+        return dict(row._mapping) if row is not None else None
+
     def iter_upload(self, upload_id: int) -> Iterator[bytes]:
         """The upload's bytes chunk by chunk, one short query each, so memory stays at one chunk."""
         for (seq,) in self._all("upload_chunk_seqs", upload_id=upload_id):
@@ -301,7 +310,7 @@ class JobStore:
                 yield bytes(row.data)
 
     def delete_upload(self, upload_id: int) -> None:
-        self._one("delete_upload", upload_id=upload_id)
+        self._exec("delete_upload", upload_id=upload_id)
 
 
 class UploadTooLarge(Exception):

@@ -39,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from jobs.database import SchemaOutOfDate
+
     try:
         return int(args.func(args) or 0)
+    except SchemaOutOfDate as exc:
+        print(f"pose-service: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -236,6 +236,9 @@ INSERT INTO pose_upload_chunks (upload_id, seq, data) VALUES (:upload_id, :seq, 
 UPDATE pose_uploads SET size_bytes = :size_bytes, sha256 = :sha256, complete = true
 WHERE id = :upload_id;
 
+-- name: get_upload
+SELECT id, filename, content_type, size_bytes, sha256, complete FROM pose_uploads WHERE id = :upload_id;
+
 -- name: upload_chunk_seqs
 SELECT seq FROM pose_upload_chunks WHERE upload_id = :upload_id ORDER BY seq;
 

@@ -1,0 +1,96 @@
+"""`pose-service worker`: one worker daemon, or one per GPU with `--gpus all`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+
+from jobs.cli.common import add_common_flags, open_store, settings_from
+from jobs.settings import Settings
+
+log = logging.getLogger("pose_service.worker")
+
+
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=("warm", "fresh"), help="env POSE_WORKER_MODE (default warm)")
+    parser.add_argument("--pipeline", help="pipeline factory module:function (env POSE_PIPELINE)")
+    parser.add_argument("--timeout-s", type=float, help="default per-job deadline (env POSE_TIMEOUT_S)")
+    parser.add_argument("--lease-s", type=float, help="job lease; a silent worker loses its job after it")
+    parser.add_argument("--heartbeat-s", type=float, help="how often the lease is extended")
+    parser.add_argument("--poll-s", type=float, help="polling backstop when no NOTIFY arrives")
+    parser.add_argument("--retry-base-s", type=float, help="first retry delay; doubles per attempt")
+    parser.add_argument("--shutdown-grace-s", type=float, help="how long SIGTERM waits for the running job")
+    parser.add_argument("--recycle-after", type=int, help="warm child is replaced after this many jobs")
+    parser.add_argument("--model-dir", help="env POSE_MODEL_DIR")
+
+
+def worker_overrides(args: argparse.Namespace) -> dict[str, object]:
+    from pathlib import Path
+
+    return {
+        "worker_mode": args.mode,
+        "pipeline": args.pipeline,
+        "timeout_s": args.timeout_s,
+        "lease_s": args.lease_s,
+        "heartbeat_s": args.heartbeat_s,
+        "poll_s": args.poll_s,
+        "retry_base_s": args.retry_base_s,
+        "shutdown_grace_s": args.shutdown_grace_s,
+        "recycle_after": args.recycle_after,
+        "model_dir": Path(args.model_dir).expanduser() if args.model_dir else None,
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("worker", help="run a worker daemon (one per GPU)")
+    gpu = p.add_mutually_exclusive_group()
+    gpu.add_argument("--gpu", help="pin this worker's pipeline to GPU ID (sets CUDA_VISIBLE_DEVICES)")
+    gpu.add_argument("--gpus", choices=("all",), help="start one worker daemon per visible GPU")
+    add_worker_flags(p)
+    add_common_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args, **worker_overrides(args))
+    log.info("effective configuration: %s", settings.masked())
+    if args.gpus == "all":
+        return run_per_gpu(args)
+    return run_daemon(settings, gpu=args.gpu)
+
+
+def run_daemon(settings: Settings, gpu: str | None = None) -> int:
+    from worker.daemon import WorkerDaemon
+
+    url, store = open_store(settings)
+    store.close()
+    daemon = WorkerDaemon(settings, url, gpu=gpu)
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def run_per_gpu(args: argparse.Namespace) -> int:
+    from worker.gpus import visible_gpus
+
+    gpus = visible_gpus()
+    if not gpus:
+        log.warning("--gpus all: no GPU visible; starting one CPU worker")
+        gpus = [None]
+    base = [a for a in sys.argv[1:] if a not in ("--gpus", "all", "--gpus=all")]
+    procs = []
+    for gpu in gpus:
+        cmd = [sys.executable, "-m", "jobs.cli", *base] + (["--gpu", gpu] if gpu is not None else [])
+        procs.append(subprocess.Popen(cmd))
+    log.info("started %d worker daemons (GPUs %s)", len(procs), ", ".join(str(g) for g in gpus))
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(proc.wait() for proc in procs)

@@ -1,0 +1,53 @@
+"""The messages between a worker and its pipeline child, as JSON lines.
+
+worker → child, on the child's stdin: one ``JobRequest`` per line.
+child → worker, on a dedicated pipe (fd given in ``POSE_CHILD_FD``): ``ready`` once the pipeline is
+loaded, then per job any number of ``progress`` lines and exactly one ``done`` or ``error``.
+A dedicated pipe keeps the channel clean of whatever libraries print to stdout; stderr stays free
+for the child's logs, whose tail the worker keeps for crash reports.
+
+This module is imported on both sides, so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CHILD_FD_ENV = "POSE_CHILD_FD"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    job_id: int
+    video_path: str
+    params: dict[str, Any]
+    result_path: str
+
+    def encode(self) -> bytes:
+        return (json.dumps(asdict(self)) + "\n").encode()
+
+    @classmethod
+    def decode(cls, line: bytes | str) -> JobRequest:
+        return cls(**json.loads(line))
+
+
+@dataclass(frozen=True)
+class ChildMessage:
+    """type: ready | progress | done | error. ``kind`` is set on errors (bad_input, pipeline_error)."""
+
+    type: str
+    job_id: int | None = None
+    done: int = 0
+    total: int | None = None
+    kind: str | None = None
+    message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return (json.dumps(asdict(self)) + "\n").encode()
+
+    @classmethod
+    def decode(cls, line: bytes | str) -> ChildMessage:
+        return cls(**json.loads(line))

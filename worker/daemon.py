@@ -1,0 +1,219 @@
+"""The worker daemon: wait for work, claim it, run it in a supervised child, record the outcome.
+
+Threads: the main one claims and supervises; ``Listener`` wakes it on NOTIFY and relays cancel
+requests; ``Heartbeat`` keeps the lease; ``JobRescuer`` returns jobs of dead workers to the queue.
+SIGTERM/SIGINT stop claiming, give the running job ``shutdown_grace_s`` to finish, then kill it and
+release it to the queue without spending an attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from jobs.database import ensure_schema_current
+from jobs.job import Job
+from jobs.log_setup import bind_context, log_context
+from jobs.settings import Settings
+from jobs.states import ErrorKind
+from jobs.store import JobStore, Outcome
+from worker.attempt import AttemptControls, run_attempt
+from worker.child_protocol import JobRequest
+from worker.child_slot import ChildSlot
+from worker.current_job import CurrentJob
+from worker.db_retry import with_db_retry
+from worker.heartbeat import Heartbeat
+from worker.input_staging import staged_video
+from worker.job_rescuer import JobRescuer
+from worker.listener import Listener
+from worker.supervisor import AttemptOutcome, ChildDied
+
+log = logging.getLogger(__name__)
+
+PROGRESS_WRITE_INTERVAL_S = 0.5
+HEALTHY_FAILURES = frozenset({ErrorKind.BAD_INPUT, ErrorKind.PIPELINE_ERROR})
+
+
+def make_worker_id(gpu: str | None) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{'gpu' + gpu if gpu is not None else 'cpu'}:{uuid.uuid4().hex[:6]}"
+
+
+class WorkerDaemon:
+    def __init__(self, settings: Settings, database_url: str, *, gpu: str | None = None) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.gpu = gpu
+        self.worker_id = make_worker_id(gpu)
+        self.store = JobStore.connect(database_url, pool_size=3)
+        self.stop = threading.Event()  # no more claims
+        self.halt = threading.Event()  # background threads end
+        self.wake = threading.Event()
+        self._shutdown_deadline: float | None = None
+        self.current = CurrentJob()
+        self.work_dir = settings.home / "work" / self.worker_id.replace(":", "_")
+        child_env = {"POSE_LOG_LEVEL": settings.log_level}
+        if gpu is not None:
+            child_env["CUDA_VISIBLE_DEVICES"] = gpu
+        if settings.model_dir is not None:
+            child_env["POSE_MODEL_DIR"] = str(settings.model_dir)
+        self.slot = ChildSlot(
+            pipeline=settings.pipeline,
+            mode=settings.worker_mode,
+            recycle_after=settings.recycle_after,
+            env=child_env,
+            kill_grace_s=settings.kill_grace_s,
+        )
+        self.jobs_done = 0
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def request_shutdown(self, reason: str = "signal") -> None:
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = time.monotonic() + self.settings.shutdown_grace_s
+            log.info("shutting down (%s): no new jobs; the running one has %.0fs to finish",
+                     reason, self.settings.shutdown_grace_s)
+        else:
+            self._shutdown_deadline = time.monotonic()  # a second signal: stop now
+        self.stop.set()
+        self.wake.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: self.request_shutdown(signal.Signals(signum).name))
+
+    def run(self) -> int:
+        bind_context(worker_id=self.worker_id)
+        ensure_schema_current(self.store.engine)
+        log.info("worker starting: host=%s pid=%s gpu=%s mode=%s pipeline=%s", socket.gethostname(),
+                 os.getpid(), self.gpu, self.settings.worker_mode, self.settings.pipeline)
+        self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid(), gpu=self.gpu,
+                                   mode=self.settings.worker_mode)
+        threads = [
+            Listener(self.database_url, on_queued=self.wake.set, on_cancel=self._on_cancel, stop=self.halt),
+            Heartbeat(self.store, self.worker_id, self.current, interval_s=self.settings.heartbeat_s,
+                      lease_s=self.settings.lease_s, stop=self.halt),
+            JobRescuer(self.store, interval_s=max(0.5, self.settings.lease_s / 3),
+                       retry_base_s=self.settings.retry_base_s, retry_cap_s=self.settings.retry_cap_s,
+                       stop=self.halt),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            with contextlib.suppress(ChildDied):
+                self.slot.prewarm(self.stop.is_set)
+            self._loop()
+        finally:
+            self.slot.shutdown()
+            self.halt.set()
+            with contextlib.suppress(Exception):
+                self.store.worker_stopped(self.worker_id)
+            for thread in threads:
+                thread.join(timeout=2)
+            self.store.close()
+            log.info("worker stopped after %d jobs", self.jobs_done)
+        return 0
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self.wake.clear()
+            job = with_db_retry(lambda: self.store.claim(self.worker_id, self.settings.lease_s), "claim a job",
+                                stop=self.stop)
+            if job is None:
+                self.wake.wait(self.settings.poll_s)
+                continue
+            self.process(job)
+
+    def _on_cancel(self, job_id: int) -> None:
+        if self.current.request_cancel(job_id):
+            log.info("cancel request received for job %s", job_id)
+
+    # ---- one job -------------------------------------------------------------------------------
+    def process(self, job: Job) -> None:
+        with log_context(job_id=job.id, attempt=job.attempt):
+            self.current.start(job)
+            log.info("claimed job (priority %s, attempt %s/%s)", job.priority, job.attempt, job.max_attempts)
+            result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
+            try:
+                outcome = self._attempt(job, result_path)
+                self._record(job, outcome, result_path)
+            finally:
+                self.current.clear()
+                with contextlib.suppress(FileNotFoundError):
+                    result_path.unlink()
+                self.jobs_done += 1
+
+    def _attempt(self, job: Job, result_path: Path) -> AttemptOutcome:
+        timeout_s = job.timeout_s or self.settings.timeout_s
+        controls = AttemptControls(
+            cancel_requested=lambda: self.current.cancel_requested,
+            shutdown_deadline=lambda: self._shutdown_deadline,
+            report_progress=self._progress_writer(job),
+        )
+        try:
+            with staged_video(self.store, job, self.work_dir) as video_path:
+                self.work_dir.mkdir(parents=True, exist_ok=True)
+                child = self.slot.acquire(lambda: self._shutdown_deadline is not None
+                                          and time.monotonic() >= self._shutdown_deadline)
+                request = JobRequest(job.id, video_path, job.params, str(result_path))
+                outcome = run_attempt(child, request, timeout_s, controls)
+        except ChildDied as exc:  # the child could not even start or was stopped while loading
+            outcome = AttemptOutcome("released" if self.stop.is_set() else "failed", ErrorKind.CRASH, str(exc))
+        except TimeoutError as exc:
+            outcome = AttemptOutcome("failed", ErrorKind.TIMEOUT, str(exc))
+        healthy = outcome.status == "succeeded" or (outcome.status == "failed" and outcome.kind in HEALTHY_FAILURES)
+        self.slot.finished(healthy=healthy)
+        return outcome
+
+    def _progress_writer(self, job: Job):
+        last = [0.0]
+
+        def write(done: int, total: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_WRITE_INTERVAL_S and not (total and done >= total):
+                return
+            last[0] = now
+            try:
+                cancel = self.store.record_progress(job, self.worker_id, done, total, self.settings.lease_s)
+            except Exception:
+                log.warning("could not record progress %s/%s", done, total, exc_info=True)
+                return
+            if cancel is None:
+                self.current.mark_lost(job.id)
+            elif cancel:
+                self.current.request_cancel(job.id)
+
+        return write
+
+    def _record(self, job: Job, outcome: AttemptOutcome, result_path: Path) -> None:
+        if self.current.lost:
+            log.error("job was rescued by another worker while running here; not recording (%s)", outcome.status)
+            return
+        settings = self.settings
+        max_wait = max(60.0, 4 * settings.lease_s)
+
+        def finish() -> Outcome:
+            if outcome.status == "succeeded":
+                document = result_path.read_text(encoding="utf-8")
+                return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total)
+            if outcome.status == "cancelled":
+                return self.store.finish_cancelled(job, self.worker_id)
+            if outcome.status == "released":
+                return self.store.release(job, self.worker_id)
+            assert outcome.kind is not None
+            return self.store.fail(job, self.worker_id, outcome.kind, outcome.message,
+                                   retry_base_s=settings.retry_base_s, retry_cap_s=settings.retry_cap_s)
+
+        result = with_db_retry(finish, f"record the job as {outcome.status}", max_wait_s=max_wait)
+        if not result.owned:
+            log.error("job no longer belonged to this worker when recording %s", outcome.status)
+        elif outcome.status == "failed":
+            log.warning("attempt failed (%s): %s -> job %s", outcome.kind, outcome.message.splitlines()[0]
+                        if outcome.message else "", result.state)
+        else:
+            log.info("job %s (%s frames)", result.state, outcome.frames_done)

@@ -1,0 +1,50 @@
+"""Rescue jobs whose worker died: any live worker returns expired leases to the queue.
+
+There is no coordinator: every worker runs this, and ``FOR UPDATE SKIP LOCKED`` in the rescue query
+keeps two rescuers from touching the same job. Jobs out of attempts end failed/worker_lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from jobs.log_setup import log_context
+from jobs.store import JobStore
+from worker.db_retry import is_transient
+
+log = logging.getLogger(__name__)
+
+
+class JobRescuer(threading.Thread):
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        interval_s: float,
+        retry_base_s: float,
+        retry_cap_s: float,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(daemon=True, name="rescuer")
+        self.store = store
+        self.interval_s = interval_s
+        self.retry_base_s = retry_base_s
+        self.retry_cap_s = retry_cap_s
+        self.stop_event = stop
+
+    def rescue_once(self) -> list[tuple[int, str, int]]:
+        rescued = self.store.rescue_expired(retry_base_s=self.retry_base_s, retry_cap_s=self.retry_cap_s)
+        for job_id, state, attempt in rescued:
+            with log_context(job_id=job_id, attempt=attempt):
+                log.warning("rescued a job whose worker stopped heartbeating: now %s", state)
+        return rescued
+
+    def run(self) -> None:
+        self.store.forget_dead_workers()
+        while not self.stop_event.wait(self.interval_s):
+            try:
+                self.rescue_once()
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("rescue pass failed")

@@ -1,0 +1,107 @@
+"""The pipeline child process: load a pipeline once, then run the jobs its worker sends.
+
+Run as ``python -m worker.pipeline.child --pipeline module:factory [--max-jobs N]``. It is started in
+its own process group by worker/supervisor.py, which owns all timing and killing; this side only
+loads, runs and reports. Here (and only here) torch and the models are imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+from worker.child_protocol import CHILD_FD_ENV, ChildMessage, JobRequest
+from worker.pipeline.contract import BadInput, Pipeline
+
+log = logging.getLogger("pose_service.child")
+PROGRESS_MIN_INTERVAL_S = 0.2
+
+
+def load_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"--pipeline must look like 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class Reporter:
+    """Writes messages to the worker; progress is throttled so a fast pipeline cannot flood it."""
+
+    def __init__(self, channel: IO[bytes]) -> None:
+        self.channel = channel
+        self._last_progress = 0.0
+
+    def send(self, message: ChildMessage) -> None:
+        self.channel.write(message.encode())
+        self.channel.flush()
+
+    def progress(self, job_id: int, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_MIN_INTERVAL_S or (total is not None and done >= total):
+            self._last_progress = now
+            self.send(ChildMessage("progress", job_id=job_id, done=done, total=total))
+
+
+def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None:
+    frames = {"done": 0, "total": None}
+
+    def progress(done: int, total: int | None) -> None:
+        frames["done"], frames["total"] = done, total
+        reporter.progress(request.job_id, done, total)
+
+    try:
+        document = pipeline(request.video_path, request.params, progress)
+    except BadInput as exc:
+        reporter.send(ChildMessage("error", job_id=request.job_id, kind="bad_input", message=str(exc)))
+        return
+    except Exception as exc:  # a pipeline bug or bad params: report it, keep serving
+        log.error("pipeline failed on job %s:\n%s", request.job_id, traceback.format_exc())
+        reporter.send(
+            ChildMessage(
+                "error", job_id=request.job_id, kind="pipeline_error", message=f"{type(exc).__name__}: {exc}"
+            )
+        )
+        return
+    tmp = request.result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, separators=(",", ":"), allow_nan=False)
+    os.replace(tmp, request.result_path)
+    n_frames = len(document.get("frames", [])) if isinstance(document, dict) else 0
+    done = max(frames["done"], n_frames)
+    total = frames["total"] if frames["total"] is not None else done
+    reporter.send(ChildMessage("done", job_id=request.job_id, done=done, total=total))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.pipeline.child")
+    parser.add_argument("--pipeline", required=True, help="module:factory")
+    parser.add_argument("--max-jobs", type=int, default=0, help="exit after this many jobs (0: no limit)")
+    args = parser.parse_args(argv)
+    faulthandler.enable()  # a segfault leaves its Python stack in the stderr tail the worker reports
+    logging.basicConfig(level=os.environ.get("POSE_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fd = int(os.environ[CHILD_FD_ENV])
+    reporter = Reporter(os.fdopen(fd, "wb", buffering=0))
+    pipeline = load_factory(args.pipeline)()
+    reporter.send(ChildMessage("ready", extra={"pid": os.getpid()}))
+    served = 0
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        run_one(pipeline, JobRequest.decode(line), reporter)
+        served += 1
+        if args.max_jobs and served >= args.max_jobs:
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

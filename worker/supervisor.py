@@ -1,0 +1,177 @@
+"""Runs the pipeline child: spawn it in its own process group, feed it jobs, time and kill it.
+
+The worker never imports torch; the child does. Everything that can go wrong in the child (a hang,
+a segfault, an OOM kill, an exception) is observed here from the outside and turned into an
+``AttemptOutcome`` the daemon records. Killing the whole process group means threads or helper
+processes the pipeline started die with it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jobs.states import ErrorKind
+from worker.child_protocol import CHILD_FD_ENV, ChildMessage, JobRequest
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_BYTES = 4000
+POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """succeeded, or failed with an ErrorKind; ``cancelled``/``released`` when the worker stopped it."""
+
+    status: str  # succeeded | failed | cancelled | released
+    kind: ErrorKind | None = None
+    message: str = ""
+    frames_done: int = 0
+    frames_total: int | None = None
+
+
+class ChildDied(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class PipelineChild:
+    """One child process. ``warm`` children serve many jobs; a fresh one serves one and exits."""
+
+    def __init__(self, pipeline: str, *, max_jobs: int, env: dict[str, str], kill_grace_s: float) -> None:
+        read_fd, write_fd = os.pipe()
+        child_env = {**os.environ, **env, CHILD_FD_ENV: str(write_fd)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.pipeline.child", "--pipeline", pipeline, "--max-jobs", str(max_jobs)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            env=child_env,
+            start_new_session=True,  # its own process group: killpg reaches everything it starts
+        )
+        os.close(write_fd)
+        self.kill_grace_s = kill_grace_s
+        self.jobs_served = 0
+        self._messages = os.fdopen(read_fd, "rb", buffering=0)
+        self._buffer = b""
+        self._stderr_tail: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True, name="child-stderr")
+        self._stderr_thread.start()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._messages, selectors.EVENT_READ)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr_tail.append(line)
+            self._stderr_size += len(line)
+            while self._stderr_size > STDERR_TAIL_BYTES and len(self._stderr_tail) > 1:
+                self._stderr_size -= len(self._stderr_tail.popleft())
+            log.debug("child %s: %s", self.proc.pid, line.decode(errors="replace").rstrip())
+
+    def stderr_tail(self) -> str:
+        self._stderr_thread.join(timeout=0.5)  # let the last lines of a dead child arrive
+        return b"".join(self._stderr_tail).decode(errors="replace")[-STDERR_TAIL_BYTES:]
+
+    def read_message(self, timeout: float) -> ChildMessage | None:
+        """The next message, None on timeout; raises ChildDied when the channel closes."""
+        while b"\n" not in self._buffer:
+            if not self._selector.select(timeout):
+                return None
+            chunk = self._messages.read(65536)
+            if not chunk:
+                raise ChildDied(self.death_reason())
+            self._buffer += chunk
+            timeout = 0
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return ChildMessage.decode(line)
+
+    def wait_ready(self, timeout: float, should_stop: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if should_stop():
+                raise ChildDied("stopped while the pipeline was loading")
+            msg = self.read_message(POLL_S)
+            if msg is not None and msg.type == "ready":
+                return
+        raise TimeoutError(f"pipeline child did not load within {timeout:.0f}s")
+
+    def send(self, request: JobRequest) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(request.encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise ChildDied(self.death_reason()) from None
+
+    def death_reason(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return "pipeline child closed its channel but is still running"
+        if code < 0:
+            sig = signal.Signals(-code)
+            hint = " (the kernel's OOM killer sends this)" if sig == signal.SIGKILL else ""
+            return f"pipeline child killed by {sig.name}{hint}"
+        return f"pipeline child exited with status {code}"
+
+    def kill(self, grace_s: float | None = None) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after the grace period."""
+        grace = self.kill_grace_s if grace_s is None else grace_s
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("child %s ignored SIGTERM for %.1fs; sending SIGKILL", self.proc.pid, grace)
+        _signal_group(self.proc.pid, signal.SIGKILL)  # also reaps grandchildren of an exited child
+        self.proc.wait()
+        self.close()
+
+    def stop(self) -> None:
+        """Ask a healthy child to exit (end of its input), killing it if it does not."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.proc.wait(timeout=self.kill_grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def close(self) -> None:
+        self._selector.close()
+        self._messages.close()
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
