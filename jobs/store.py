@@ -234,8 +234,11 @@ class JobStore:
         row = self._one("release_job", id=job.id, worker_id=worker_id, attempt=job.attempt)
         return Outcome(JobState(row.state) if row is not None else None)
 
-    def rescue_expired(self, *, retry_base_s: float, retry_cap_s: float) -> list[tuple[int, str, int]]:
-        rows = self._all("rescue_expired", retry_base_s=retry_base_s, retry_cap_s=retry_cap_s)
+    def rescue_expired(
+        self, *, retry_base_s: float, retry_cap_s: float, rescuer_id: str | None = None
+    ) -> list[tuple[int, str, int]]:
+        rows = self._all("rescue_expired", retry_base_s=retry_base_s, retry_cap_s=retry_cap_s,
+                         rescuer_id=rescuer_id)
         return [(r.id, r.state, r.attempt) for r in rows]
 
     # ---- workers registry ----------------------------------------------------------------------

@@ -33,6 +33,9 @@ def run(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[s
                 time.sleep(delay)
             progress(i + 1, frames)
         return _document(frames)
+    if params.get("pidfile"):
+        with open(params["pidfile"], "w") as fh:
+            fh.write(str(os.getpid()))
     if behave == "sleep":
         progress(0, frames)
         time.sleep(float(params.get("seconds", 60)))
@@ -47,6 +50,14 @@ def run(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[s
         os._exit(int(params.get("code", 3)))
     if behave == "bad_input":
         raise BadInput(f"{video_path} is not a video")
+    if behave == "env":
+        return {**_document(1), "env": os.environ.get(params["name"])}
+    if behave == "checksum":
+        import hashlib
+
+        with open(video_path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        return {**_document(1), "sha256": digest, "path": video_path}
     if behave == "raise":
         raise ValueError("unknown parameter 'foo'")
     raise ValueError(f"unknown behaviour {behave!r}")

@@ -94,11 +94,12 @@ class WorkerDaemon:
                  os.getpid(), self.gpu, self.settings.worker_mode, self.settings.pipeline)
         self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid(), gpu=self.gpu,
                                    mode=self.settings.worker_mode)
-        threads = [
-            Listener(self.database_url, on_queued=self.wake.set, on_cancel=self._on_cancel, stop=self.halt),
+        listener = Listener(self.database_url, on_queued=self.wake.set, on_cancel=self._on_cancel, stop=self.halt)
+        threads: list[threading.Thread] = [
+            listener,
             Heartbeat(self.store, self.worker_id, self.current, interval_s=self.settings.heartbeat_s,
                       lease_s=self.settings.lease_s, stop=self.halt),
-            JobRescuer(self.store, interval_s=max(0.5, self.settings.lease_s / 3),
+            JobRescuer(self.store, self.worker_id, interval_s=max(0.5, self.settings.lease_s / 3),
                        retry_base_s=self.settings.retry_base_s, retry_cap_s=self.settings.retry_cap_s,
                        stop=self.halt),
         ]
@@ -107,6 +108,8 @@ class WorkerDaemon:
         try:
             with contextlib.suppress(ChildDied):
                 self.slot.prewarm(self.stop.is_set)
+            listener.connected.wait(timeout=5.0)
+            log.info("worker ready: claiming jobs")
             self._loop()
         finally:
             self.slot.shutdown()

@@ -20,6 +20,7 @@ class JobRescuer(threading.Thread):
     def __init__(
         self,
         store: JobStore,
+        worker_id: str,
         *,
         interval_s: float,
         retry_base_s: float,
@@ -28,13 +29,16 @@ class JobRescuer(threading.Thread):
     ) -> None:
         super().__init__(daemon=True, name="rescuer")
         self.store = store
+        self.worker_id = worker_id
         self.interval_s = interval_s
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
         self.stop_event = stop
 
     def rescue_once(self) -> list[tuple[int, str, int]]:
-        rescued = self.store.rescue_expired(retry_base_s=self.retry_base_s, retry_cap_s=self.retry_cap_s)
+        rescued = self.store.rescue_expired(
+            retry_base_s=self.retry_base_s, retry_cap_s=self.retry_cap_s, rescuer_id=self.worker_id
+        )
         for job_id, state, attempt in rescued:
             with log_context(job_id=job_id, attempt=attempt):
                 log.warning("rescued a job whose worker stopped heartbeating: now %s", state)

@@ -37,6 +37,7 @@ class Listener(threading.Thread):
         self.on_cancel = on_cancel
         self.stop_event = stop
         self.connected = threading.Event()
+        self._ever_connected = False
 
     def run(self) -> None:
         delays = backoff_delays()
@@ -45,8 +46,9 @@ class Listener(threading.Thread):
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {QUEUED_CHANNEL}")
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                    if not self.connected.is_set():
-                        log.info("listening for jobs and cancel requests")
+                    log.info("listening for jobs and cancel requests%s",
+                             " again after reconnecting" if self._ever_connected else "")
+                    self._ever_connected = True
                     self.connected.set()
                     delays = backoff_delays()
                     self.on_queued()  # anything queued while we were not listening

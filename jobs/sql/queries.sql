@@ -119,9 +119,12 @@ RETURNING state;
 -- name: rescue_expired
 -- Jobs whose worker stopped heartbeating (killed, host gone). The attempt counter caps rescues, so a
 -- video that kills every worker that touches it ends as failed/worker_lost instead of looping.
+-- A worker never rescues its own job: it is alive, and its heartbeat will renew the lease (this
+-- matters right after a database outage, when every lease looks expired).
 WITH lost AS (
     SELECT id FROM pose_jobs
     WHERE state = 'running' AND lease_expires_at < now()
+      AND worker_id IS DISTINCT FROM :rescuer_id
     ORDER BY lease_expires_at
     LIMIT 100
     FOR UPDATE SKIP LOCKED
