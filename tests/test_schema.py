@@ -1,0 +1,121 @@
+"""The schema: migrations both ways, models in step, the SQL contract for other services."""
+
+from __future__ import annotations
+
+import psycopg
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from jobs.database import (
+    SchemaOutOfDate,
+    current_revision,
+    downgrade,
+    ensure_schema_current,
+    head_revision,
+    libpq_url,
+    sqlalchemy_url,
+    upgrade,
+)
+from jobs.models import metadata
+from jobs.store import JobStore
+
+TABLES = {"pose_jobs", "pose_job_events", "pose_workers", "pose_uploads", "pose_upload_chunks", "pose_results",
+          "pose_api_tokens"}
+VIEWS = {"pose_job_daily_stats", "pose_job_failures"}
+
+
+def test_upgrade_downgrade_upgrade(empty_database_url):
+    engine = create_engine(sqlalchemy_url(empty_database_url))
+    upgrade(empty_database_url)
+    assert TABLES <= set(inspect(engine).get_table_names())
+    assert VIEWS <= set(inspect(engine).get_view_names())
+    downgrade(empty_database_url, "base")
+    engine.dispose()
+    engine = create_engine(sqlalchemy_url(empty_database_url))
+    assert not (TABLES | VIEWS) & set(inspect(engine).get_table_names() + inspect(engine).get_view_names())
+    with engine.connect() as conn:
+        functions = conn.execute(text("SELECT proname FROM pg_proc WHERE proname LIKE 'pose_jobs_%'")).all()
+    assert functions == []
+    upgrade(empty_database_url)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+
+def test_stale_schema_is_refused_with_the_fix(empty_database_url):
+    engine = create_engine(sqlalchemy_url(empty_database_url))
+    try:
+        ensure_schema_current(engine)
+    except SchemaOutOfDate as exc:
+        assert "pose-service db upgrade" in str(exc)
+    else:
+        raise AssertionError("a database without the schema was accepted")
+    finally:
+        engine.dispose()
+
+
+def test_models_match_the_migrated_schema(database_url):
+    engine = create_engine(sqlalchemy_url(database_url))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    # indexes and server defaults are the migration's business; columns, types and tables must agree
+    relevant = [d for d in diff if d[0] in ("add_table", "remove_table", "add_column", "remove_column")
+                or (isinstance(d, list) and d[0][0] in ("modify_type", "modify_nullable"))]
+    assert relevant == []
+
+
+def test_minimal_raw_insert_is_a_complete_job(database_url, store: JobStore):
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        job_id = conn.execute("INSERT INTO pose_jobs (video_path) VALUES ('/abs/video.mp4') RETURNING id"
+                              ).fetchone()[0]
+    job = store.get(job_id)
+    assert job.state == "queued" and job.priority == 0 and job.params == {} and job.max_attempts == 3
+    assert job.attempt == 0 and job.run_after is not None and job.created_at is not None
+    assert [e["to_state"] for e in store.events(job_id)] == ["queued"]
+    claimed = store.claim("w1", lease_s=10)
+    assert claimed.id == job_id and claimed.state == "running" and claimed.attempt == 1
+
+
+def test_a_job_needs_a_video(database_url):
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        try:
+            conn.execute("INSERT INTO pose_jobs (priority) VALUES (1)")
+        except psycopg.errors.CheckViolation as exc:
+            assert "pose_jobs_has_video" in str(exc)
+        else:
+            raise AssertionError("a job without a video was accepted")
+
+
+def test_insert_and_cancel_triggers_notify(database_url, store: JobStore):
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as listener:
+        listener.execute("LISTEN pose_jobs_queued")
+        listener.execute("LISTEN pose_jobs_cancel")
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            job_id = conn.execute("INSERT INTO pose_jobs (video_path) VALUES ('/v.mp4') RETURNING id").fetchone()[0]
+        store.claim("w1", lease_s=10)
+        store.cancel(job_id)
+        notes = [(n.channel, n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
+    assert notes == [("pose_jobs_queued", str(job_id)), ("pose_jobs_cancel", str(job_id))]
+
+
+def test_every_transition_is_in_the_event_log_even_by_hand(database_url, store: JobStore):
+    job, _ = store.submit("/v.mp4")
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("UPDATE pose_jobs SET state = 'cancelled' WHERE id = %s", (job.id,))
+    assert [(e["from_state"], e["to_state"]) for e in store.events(job.id)] == [(None, "queued"),
+                                                                             ("queued", "cancelled")]
+
+
+def test_idempotency_key(store: JobStore):
+    first, created = store.submit("/v.mp4", idempotency_key="abc", params={"x": 1})
+    again, created_again = store.submit("/v.mp4", idempotency_key="abc", params={"x": 1})
+    assert created and not created_again and again.id == first.id
+    from jobs.store import IdempotencyConflict
+
+    try:
+        store.submit("/other.mp4", idempotency_key="abc")
+    except IdempotencyConflict as exc:
+        assert exc.existing.id == first.id
+    else:
+        raise AssertionError("a conflicting reuse of the key was accepted")
