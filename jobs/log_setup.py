@@ -15,14 +15,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("pose_log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("pose_log_context", default=None)
 CONTEXT_KEYS = ("worker_id", "job_id", "attempt")
 
 
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Attach ``fields`` (e.g. job_id=…, attempt=…) to every log record made inside the block."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
     finally:
@@ -31,12 +31,12 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 def bind_context(**fields: Any) -> None:
     """Attach fields for the rest of this thread/context (e.g. a worker's id, set once at start)."""
-    _context.set({**_context.get(), **fields})
+    _context.set({**(_context.get() or {}), **fields})
 
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.context = _context.get()
+        record.context = (_context.get() or {})
         return True
 
 

@@ -65,8 +65,8 @@ def test_poison_job_stops_after_max_attempts_as_worker_lost(store, start_worker)
     job, _ = store.submit("/videos/poison.mp4", params={"behave": "sleep", "seconds": 60}, max_attempts=2)
     for attempt in (1, 2):
         victim = start_worker()
-        wait_for(lambda a=attempt: (j := store.get(job.id)).state == JobState.RUNNING and j.attempt == a
-                 and str(victim.pid) in j.worker_id, 20, what=f"attempt {attempt}")
+        wait_for(lambda a=attempt, pid=victim.pid: (j := store.get(job.id)).state == JobState.RUNNING
+                 and j.attempt == a and str(pid) in j.worker_id, 20, what=f"attempt {attempt}")
         victim.signal(signal.SIGKILL)
         victim.wait()
     start_worker()  # a live worker rescues the expired lease: attempts are used up

@@ -9,6 +9,7 @@ processes the pipeline started die with it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import selectors
@@ -147,31 +148,23 @@ class PipelineChild:
     def stop(self) -> None:
         """Ask a healthy child to exit (end of its input), killing it if it does not."""
         if self.proc.stdin and not self.proc.stdin.closed:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=self.kill_grace_s)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()
 
     def close(self) -> None:
         self._selector.close()
         self._messages.close()
         if self.proc.stdin and not self.proc.stdin.closed:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

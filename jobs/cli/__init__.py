@@ -12,11 +12,13 @@ import sys
 
 COMMAND_MODULES = (
     "jobs.cli.serve",
+    "jobs.cli.web",
     "jobs.cli.db",
     "jobs.cli.worker",
     "jobs.cli.client",
     "jobs.cli.tokens",
     "jobs.cli.pipeline",
+    "jobs.cli.demo",
 )
 
 
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jobs.cli.pipeline import DELEGATED, delegate
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        return delegate(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from jobs.database import SchemaOutOfDate

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from jobs.cli.common import add_common_flags, settings_from
-from jobs.database import current_revision, downgrade, head_revision, libpq_url, make_engine, resolve_database_url
+from jobs.database import (
+    current_revision,
+    downgrade,
+    head_revision,
+    libpq_url,
+    make_engine,
+    resolve_database_url,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,52 @@
+# pose-service: two commands on a fresh machine.
+#   make demo   - install everything, fetch the model weights, run the service on a video
+#   make test   - install everything, fetch the model weights, run the whole test suite
+# Override the torch build with TORCH=... (e.g. `make demo TORCH=torch` for a CUDA build),
+# the video with VIDEO=/abs/path.mp4.
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+VIDEO  ?= $(abspath ../shared/media/runner_1080p.mp4)
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install models demo test lint bench bench-queue bench-warm bench-web bench-pipeline clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,bench]"
+	touch $@
+
+models: install
+	$(VENV)/bin/pose-service models fetch
+
+demo: install models
+	$(VENV)/bin/pose-service demo "$(VIDEO)"
+
+test: install models
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: bench-queue bench-warm bench-web bench-pipeline
+
+bench-queue: install
+	$(PY) bench/queue_core.py
+
+bench-warm: install models
+	$(PY) bench/warm_vs_fresh.py
+
+bench-web: install
+	$(PY) bench/web_load.py
+
+bench-pipeline: install models
+	$(PY) bench/pipeline_fps.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,262 @@
+"""`pose-service submit VIDEO [--wait] [--server URL]`, `status ID`, `result ID [-o FILE]`, `jobs`, `stats`.
+
+Submitting goes through the REST API (an upload, so the server and its workers need not see this
+machine's disk) when a server is named with --server or POSE_SERVER; otherwise the job is inserted
+straight into the database with the video's absolute path, which the workers must be able to open.
+Choosing by an explicit flag rather than by probing localhost keeps the meaning of a command from
+depending on whether some server happens to be running. The inspecting commands read the database
+directly, so they work with no server running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.cli.common import add_common_flags, open_store, settings_from
+from jobs.states import JobState
+
+POLL_S = 0.5
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    submit = subparsers.add_parser(
+        "submit", help="submit a video (upload via --server, else insert directly)"
+    )
+    submit.add_argument("video", help="the video file")
+    submit.add_argument(
+        "--server", default=os.environ.get("POSE_SERVER"), help="REST base URL (env POSE_SERVER)"
+    )
+    submit.add_argument(
+        "--token", default=os.environ.get("POSE_API_TOKEN"), help="bearer token (env POSE_API_TOKEN)"
+    )
+    submit.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    submit.add_argument("--params", help='pipeline parameters as a JSON object, e.g. \'{"mode": "static"}\'')
+    submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
+    submit.add_argument("--wait", action="store_true", help="follow progress until the job finishes")
+    submit.set_defaults(func=run_submit)
+
+    status = subparsers.add_parser("status", help="a job's state, progress, timings and error (JSON)")
+    status.add_argument("id", type=int)
+    status.set_defaults(func=run_status)
+
+    result = subparsers.add_parser("result", help="a succeeded job's result document")
+    result.add_argument("id", type=int)
+    result.add_argument("-o", "--output", help="write to FILE instead of stdout")
+    result.set_defaults(func=run_result)
+
+    jobs = subparsers.add_parser("jobs", help="list jobs, newest first")
+    jobs.add_argument("--state", choices=[s.value for s in JobState])
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.set_defaults(func=run_jobs)
+
+    stats = subparsers.add_parser("stats", help="history per day (the pose_job_daily_stats view)")
+    stats.add_argument("--days", type=int, default=7)
+    stats.set_defaults(func=run_stats)
+
+    for p in (submit, status, result, jobs, stats):
+        add_common_flags(p)
+
+
+# ---- submit ----------------------------------------------------------------------------------------
+def run_submit(args: argparse.Namespace) -> int:
+    video = Path(args.video).expanduser()
+    if not video.is_file():
+        print(f"no such file: {video}", file=sys.stderr)
+        return 2
+    params: dict[str, Any] | None = None
+    if args.params:
+        try:
+            params = json.loads(args.params)
+        except ValueError as exc:
+            print(f"--params is not JSON: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(params, dict):
+            print("--params must be a JSON object", file=sys.stderr)
+            return 2
+    if args.server:
+        return _submit_rest(args, video, params)
+    return _submit_direct(args, video, params)
+
+
+def _submit_direct(args: argparse.Namespace, video: Path, params: dict[str, Any] | None) -> int:
+    _, store = open_store(settings_from(args), pool_size=1)
+    try:
+        job, created = store.submit(
+            str(video.resolve()), priority=args.priority, params=params, idempotency_key=args.idempotency_key
+        )
+        print(f"job {job.id} {'submitted' if created else 'already exists'} ({job.state.value})")
+        if not args.wait:
+            return 0
+        return _follow(lambda: _direct_job(store, job.id))
+    finally:
+        store.close()
+
+
+def _direct_job(store: Any, job_id: int) -> dict[str, Any]:
+    from web.representation import job_to_dict
+
+    job = store.get(job_id)
+    if job is None:
+        raise SystemExit(f"job {job_id} disappeared")
+    return job_to_dict(job)
+
+
+def _submit_rest(args: argparse.Namespace, video: Path, params: dict[str, Any] | None) -> int:
+    import httpx
+
+    settings_from(args)  # logging as configured
+    base = args.server.rstrip("/")
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    data: dict[str, str] = {"priority": str(args.priority)}
+    if params is not None:
+        data["params"] = json.dumps(params)
+    if args.idempotency_key:
+        data["idempotency_key"] = args.idempotency_key
+    with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30.0, write=None)) as client:
+        with video.open("rb") as f:  # httpx streams the file part from disk
+            response = client.post("/v1/jobs", data=data, files={"video": (video.name, f, "video/mp4")})
+        if response.status_code not in (200, 201):
+            print(f"submit failed: HTTP {response.status_code}: {_error_text(response)}", file=sys.stderr)
+            return 1
+        job = response.json()
+        verb = "submitted" if response.status_code == 201 else "already exists"
+        print(f"job {job['id']} {verb} ({job['state']})")
+        if not args.wait:
+            return 0
+
+        def fetch() -> dict[str, Any]:
+            r = client.get(f"/v1/jobs/{job['id']}")
+            r.raise_for_status()
+            return r.json()  # type: ignore[no-any-return]
+
+        return _follow(fetch)
+
+
+def _error_text(response: Any) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+def _follow(fetch: Any) -> int:
+    """Poll until the job is final, showing one self-overwriting progress line on a terminal (one line
+    per state change otherwise). Exit status 0 only if the job succeeded."""
+    tty = sys.stderr.isatty()
+    last_state = None
+    width = 0
+    while True:
+        job = fetch()
+        line = _progress_line(job)
+        if tty:
+            sys.stderr.write("\r" + line.ljust(width))
+            sys.stderr.flush()
+            width = max(width, len(line))
+        elif job["state"] != last_state:
+            print(line, file=sys.stderr)
+        last_state = job["state"]
+        if job["state"] in {s.value for s in JobState} - {JobState.QUEUED.value, JobState.RUNNING.value}:
+            break
+        time.sleep(POLL_S)
+    if tty:
+        sys.stderr.write("\n")
+    if job["error"]:
+        print(f"error: {job['error']['kind']}: {job['error']['message']}", file=sys.stderr)
+    return 0 if job["state"] == JobState.SUCCEEDED.value else 1
+
+
+def _progress_line(job: dict[str, Any]) -> str:
+    p, a, t = job["progress"], job["attempts"], job["timings"]
+    frames = f"{p['frames_done']}/{p['frames_total'] or '?'} frames"
+    percent = f"{p['percent']:5.1f}%" if p["percent"] is not None else "   - %"
+    elapsed = t["run_s"] if job["state"] != "queued" else t["wait_s"]
+    clock = f"{elapsed:7.1f} s" if elapsed is not None else ""
+    attempts = f"attempt {a['attempt']}/{a['max_attempts']}"
+    return f"job {job['id']} {job['state']:<9} {frames:>16} {percent} {attempts} {clock}"
+
+
+# ---- inspecting ------------------------------------------------------------------------------------
+def run_status(args: argparse.Namespace) -> int:
+    from web.representation import job_to_dict
+
+    _, store = open_store(settings_from(args), pool_size=1)
+    try:
+        job = store.get(args.id)
+        if job is None:
+            print(f"no job {args.id}", file=sys.stderr)
+            return 1
+        print(json.dumps(job_to_dict(job), indent=2))
+        return 0
+    finally:
+        store.close()
+
+
+def run_result(args: argparse.Namespace) -> int:
+    _, store = open_store(settings_from(args), pool_size=1)
+    try:
+        document = store.result_json(args.id)
+        if document is None:
+            job = store.get(args.id)
+            print(
+                f"no job {args.id}" if job is None else f"job {args.id} is {job.state.value}: no result",
+                file=sys.stderr,
+            )
+            return 1
+        if args.output:
+            Path(args.output).write_text(document, encoding="utf-8")
+            print(f"wrote {args.output} ({len(document)} bytes)", file=sys.stderr)
+        else:
+            sys.stdout.write(document + "\n")
+        return 0
+    finally:
+        store.close()
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    from web.representation import iso
+
+    _, store = open_store(settings_from(args), pool_size=1)
+    try:
+        jobs = store.list_jobs(state=args.state, limit=max(1, min(args.limit, 500)))
+    finally:
+        store.close()
+    print(f"{'ID':>6}  {'STATE':<10} {'PRIO':>5} {'PROGRESS':>9} {'CREATED':<28} VIDEO")
+    for j in jobs:
+        percent = f"{j.progress_percent:.1f}%" if j.progress_percent is not None else "-"
+        video = j.video_path if j.video_path is not None else f"upload {j.upload_id}"
+        print(f"{j.id:>6}  {j.state.value:<10} {j.priority:>5} {percent:>9} {iso(j.created_at):<28} {video}")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from web.representation import stats_to_dict
+
+    days = max(1, min(args.days, 366))
+    _, store = open_store(settings_from(args), pool_size=1)
+    try:
+        doc = stats_to_dict(days, store.daily_stats(days), store.failure_stats(days))
+    finally:
+        store.close()
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    print(
+        f"{'DAY':<11} {'SUBMIT':>6} {'OK':>6} {'FAIL':>5} {'CANC':>5} {'WAIT50':>7} {'WAIT95':>7} "
+        f"{'RUN50':>7} {'RUN95':>7} {'FRAMES':>8} {'FPS':>7}"
+    )
+    for d in doc["daily"]:
+        print(
+            f"{d['day']:<11} {d['submitted']:>6} {d['succeeded']:>6} {d['failed']:>5} {d['cancelled']:>5} "
+            f"{num(d['wait_p50_s']):>7} {num(d['wait_p95_s']):>7} {num(d['run_p50_s']):>7} "
+            f"{num(d['run_p95_s']):>7} {d['frames_processed']:>8} {num(d['frames_per_s']):>7}"
+        )
+    if doc["failures_by_kind"]:
+        print("failures by kind: " + ", ".join(f"{k}={n}" for k, n in doc["failures_by_kind"].items()))
+    return 0

@@ -1,0 +1,24 @@
+"""`pose-service run VIDEO ...` and `pose-service models ...`: the pipeline without the database.
+
+Both hand their arguments to the pipeline package's own command modules, imported only when used,
+so commands that never touch torch do not pay for importing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: commands whose whole argument list belongs to a pipeline module (it parses its own flags)
+DELEGATED = {"run": "worker.pipeline.cli_run", "models": "worker.pipeline.cli_models"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    # listed here for `pose-service --help`; jobs.cli.main hands their arguments over unparsed
+    subparsers.add_parser("run", help="run the pose pipeline once on a video, no database (run --help)")
+    subparsers.add_parser("models", help="fetch / verify the model weights (models --help)")
+
+
+def delegate(command: str, argv: list[str]) -> int:
+    import importlib
+
+    return int(importlib.import_module(DELEGATED[command]).main(argv) or 0)

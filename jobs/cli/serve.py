@@ -1,0 +1,64 @@
+"""`pose-service serve`: the web app and N worker daemons in one process tree (the demo/default mode).
+
+Workers run as child processes (each supervising its own pipeline child), so a crash in one cannot
+take down the web app; SIGTERM/SIGINT to serve is passed on and everyone shuts down gracefully.
+Unlike `web` and `worker` alone, `serve` brings the schema up to date itself: it is the mode that
+must work on a fresh machine with one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+
+from jobs.cli.common import add_common_flags, settings_from
+from jobs.cli.worker import add_worker_flags, worker_overrides
+from jobs.database import resolve_database_url, upgrade
+
+log = logging.getLogger("pose_service.serve")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="web app + N worker daemons (demo/default mode)")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker daemons to start (default 1)")
+    add_worker_flags(p)
+    add_common_flags(p)
+    p.set_defaults(func=run)
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The same worker flags this serve was given, for each worker child."""
+    cmd = [sys.executable, "-m", "jobs.cli", "worker"]
+    for flag, value in vars(args).items():
+        if value is None or flag in ("host", "port", "workers", "func", "command"):
+            continue
+        cmd += [f"--{flag.replace('_', '-')}", str(value)]
+    return cmd
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobs.cli.web import serve_web
+
+    settings = settings_from(args, **worker_overrides(args))
+    url = resolve_database_url(settings)
+    upgrade(url)
+    env = {**os.environ, "POSE_DATABASE_URL": url}  # workers share the resolved server, embedded or not
+    workers = [subprocess.Popen(worker_command(args), env=env) for _ in range(max(0, args.workers))]
+    log.info("started %d worker daemon(s): pids %s", len(workers), [w.pid for w in workers])
+    try:
+        serve_web(settings.replace(database_url=url), args.host, args.port)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.terminate()
+        for w in workers:
+            try:
+                w.wait(timeout=settings.shutdown_grace_s + 10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    return 0
