@@ -125,8 +125,13 @@ class WorkerDaemon:
     def _loop(self) -> None:
         while not self.stop.is_set():
             self.wake.clear()
-            job = with_db_retry(lambda: self.store.claim(self.worker_id, self.settings.lease_s), "claim a job",
-                                stop=self.stop)
+            try:
+                job = with_db_retry(lambda: self.store.claim(self.worker_id, self.settings.lease_s),
+                                    "claim a job", stop=self.stop)
+            except Exception:
+                if self.stop.is_set():
+                    break  # shutting down during an outage: nothing claimed, nothing to release
+                raise
             if job is None:
                 self.wake.wait(self.settings.poll_s)
                 continue
@@ -169,6 +174,9 @@ class WorkerDaemon:
             outcome = AttemptOutcome("released" if self.stop.is_set() else "failed", ErrorKind.CRASH, str(exc))
         except TimeoutError as exc:
             outcome = AttemptOutcome("failed", ErrorKind.TIMEOUT, str(exc))
+        except Exception as exc:  # staging the input or starting the child failed on this host
+            log.exception("attempt could not run")
+            outcome = AttemptOutcome("failed", ErrorKind.CRASH, f"worker could not run the attempt: {exc}")
         healthy = outcome.status == "succeeded" or (outcome.status == "failed" and outcome.kind in HEALTHY_FAILURES)
         self.slot.finished(healthy=healthy)
         return outcome
