@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from jobs.database import make_engine
+from jobs.database import make_engine, transaction
 from jobs.job import Job
 from jobs.queries import query
 from jobs.states import RETRYABLE, ErrorKind, JobState
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 3
 UPLOAD_CHUNK_BYTES = 1 << 20
+T = TypeVar("T")
 
 
 class IdempotencyConflict(Exception):
@@ -59,18 +61,33 @@ class JobStore:
         self.engine.dispose()
 
     # ---- helpers -------------------------------------------------------------------------------
+    def _run(self, name: str, params: dict[str, Any], fetch: Callable[[Any], T]) -> T:
+        """Run one named statement (autocommit: one round trip) and ``fetch`` from its result.
+
+        A connection that died under us (database restarted) invalidates the pool; the call is
+        repeated once on a fresh connection. A statement that may have run before its connection
+        dropped is safe to repeat here: every write is guarded by state, and a doubly claimed job
+        is returned to the queue by its lease.
+        """
+        for retry in (True, False):
+            try:
+                with self.engine.connect() as conn:
+                    return fetch(conn.execute(query(name), params))
+            except DBAPIError as exc:
+                if not (retry and exc.connection_invalidated):
+                    raise
+                log.warning("database connection lost during %s; retrying once on a new one", name)
+        raise AssertionError("unreachable")
+
     def _one(self, name: str, **params: Any) -> Any:
-        with self.engine.begin() as conn:
-            return conn.execute(query(name), params).first()
+        return self._run(name, params, lambda result: result.first())
 
     def _exec(self, name: str, **params: Any) -> int:
         """A statement that returns no rows; the number of rows it touched."""
-        with self.engine.begin() as conn:
-            return conn.execute(query(name), params).rowcount
+        return self._run(name, params, lambda result: result.rowcount)
 
     def _all(self, name: str, **params: Any) -> list[Any]:
-        with self.engine.begin() as conn:
-            return list(conn.execute(query(name), params))
+        return self._run(name, params, lambda result: list(result))
 
     def _job(self, name: str, **params: Any) -> Job | None:
         row = self._one(name, **params)
@@ -284,7 +301,7 @@ class JobStore:
         """Stream ``chunks`` into PostgreSQL in one transaction; raises UploadTooLarge past max_bytes
         (nothing is kept then). Returns the upload id."""
         digest, size, seq = hashlib.sha256(), 0, 0
-        with self.engine.begin() as conn:
+        with transaction(self.engine) as conn:
             upload_id = conn.execute(
                 query("create_upload"), {"filename": filename, "content_type": content_type}
             ).scalar_one()
