@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     env = {**os.environ, "POSE_DATABASE_URL": url}  # workers share the resolved server, embedded or not
     workers = [subprocess.Popen(worker_command(args), env=env) for _ in range(max(0, args.workers))]
     log.info("started %d worker daemon(s): pids %s", len(workers), [w.pid for w in workers])
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it under the handler that was in place
+    # before it started; a no-op handler here lets serve go on to stop its workers and exit 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         serve_web(settings.replace(database_url=url), args.host, args.port)
     finally:
