@@ -123,11 +123,11 @@ class TokenAuthority:
 
     # ---- checking ------------------------------------------------------------------------------
     def check(self, token: str | None) -> Verdict:
-        """The verdict for a request's bearer token (None when it sent none). Call refresh() first."""
-        if not self.configured:
-            return Verdict.OPEN
+        """The verdict for a request's bearer token (None when it sent none). Call refresh() first.
+        A revoked token is refused even when no other token exists and the API is otherwise open:
+        whoever holds it was meant to lose access."""
         if not token:
-            return Verdict.MISSING
+            return Verdict.MISSING if self.configured else Verdict.OPEN
         digest = hash_token(token)
         encoded = digest.encode()
         matched = False
@@ -137,7 +137,7 @@ class TokenAuthority:
             return Verdict.OK
         entry = self._db.get(digest)
         if entry is None:
-            return Verdict.UNKNOWN
+            return Verdict.UNKNOWN if self.configured else Verdict.OPEN
         token_id, revoked = entry
         if revoked:
             return Verdict.REVOKED

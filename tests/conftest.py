@@ -21,7 +21,6 @@ import psycopg
 import pytest
 
 from jobs.database import libpq_url, upgrade
-from jobs.embedded_postgres import embedded_dsn
 from jobs.store import JobStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,11 +45,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("POSE_TEST_DATABASE_URL")
     if url:
-        return url
-    return embedded_dsn(tmp_path_factory.mktemp("embedded-pg"))
+        yield url
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    # unlike the service's own embedded server, the test session's one stops when the session ends
+    server = pgserver.get_server(tmp_path_factory.mktemp("embedded-pg") / "pgdata", cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
 
 
 def _admin(url: str) -> psycopg.Connection:

@@ -40,8 +40,8 @@ def test_serve_runs_web_and_workers_and_stops_them_all(database_url: str, tmp_pa
                     return False
 
             wait_for(ready, 60, interval=0.2, what="serve to become ready")
-            pool = client.get("/v1/pool").json()
-            assert len(pool["workers"]) == 2
+            pool = wait_for(lambda: len((p := client.get("/v1/pool").json())["workers"]) == 2 and p, 30,
+                            what="both workers to register")
             created = client.post("/v1/jobs", json={"video_path": str(video), "params": {"behave": "ok"}})
             assert created.status_code == 201, created.text
             job_id = created.json()["id"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import os
 import sys
 import time
@@ -25,16 +26,10 @@ POLL_S = 0.5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    submit = subparsers.add_parser(
-        "submit", help="submit a video (upload via --server, else insert directly)"
-    )
+    submit = subparsers.add_parser("submit", help="submit a video (upload via --server, else insert directly)")
     submit.add_argument("video", help="the video file")
-    submit.add_argument(
-        "--server", default=os.environ.get("POSE_SERVER"), help="REST base URL (env POSE_SERVER)"
-    )
-    submit.add_argument(
-        "--token", default=os.environ.get("POSE_API_TOKEN"), help="bearer token (env POSE_API_TOKEN)"
-    )
+    submit.add_argument("--server", default=os.environ.get("POSE_SERVER"), help="REST base URL (env POSE_SERVER)")
+    submit.add_argument("--token", default=os.environ.get("POSE_API_TOKEN"), help="bearer token (env POSE_API_TOKEN)")
     submit.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     submit.add_argument("--params", help='pipeline parameters as a JSON object, e.g. \'{"mode": "static"}\'')
     submit.add_argument("--idempotency-key", help="submitting again with the same key returns the same job")
@@ -80,7 +75,13 @@ def run_submit(args: argparse.Namespace) -> int:
             print("--params must be a JSON object", file=sys.stderr)
             return 2
     if args.server:
-        return _submit_rest(args, video, params)
+        import httpx
+
+        try:
+            return _submit_rest(args, video, params)
+        except httpx.HTTPError as exc:
+            print(f"cannot talk to {args.server}: {exc}", file=sys.stderr)
+            return 1
     return _submit_direct(args, video, params)
 
 
@@ -120,7 +121,8 @@ def _submit_rest(args: argparse.Namespace, video: Path, params: dict[str, Any] |
         data["idempotency_key"] = args.idempotency_key
     with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30.0, write=None)) as client:
         with video.open("rb") as f:  # httpx streams the file part from disk
-            response = client.post("/v1/jobs", data=data, files={"video": (video.name, f, "video/mp4")})
+            content_type = mimetypes.guess_type(video.name)[0] or "application/octet-stream"
+            response = client.post("/v1/jobs", data=data, files={"video": (video.name, f, content_type)})
         if response.status_code not in (200, 201):
             print(f"submit failed: HTTP {response.status_code}: {_error_text(response)}", file=sys.stderr)
             return 1

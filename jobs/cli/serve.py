@@ -24,7 +24,8 @@ log = logging.getLogger("pose_service.serve")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="web app + N worker daemons (demo/default mode)")
-    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--host", default=None,
+                   help="bind address (default: 127.0.0.1 with no API tokens configured, else 0.0.0.0)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker daemons to start (default 1)")
     add_worker_flags(p)

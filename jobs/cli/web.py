@@ -41,9 +41,7 @@ def add_web_flags(p: argparse.ArgumentParser) -> None:
         help="interface to bind (default 0.0.0.0 with API tokens configured, else 127.0.0.1)",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    p.add_argument(
-        "--media-roots", help="comma-separated directories clients may name paths in (POSE_MEDIA_ROOTS)"
-    )
+    p.add_argument("--media-roots", help="comma-separated directories clients may name paths in (POSE_MEDIA_ROOTS)")
     p.add_argument("--max-upload-mb", type=float, help="upload size cap in MiB (POSE_MAX_UPLOAD_MB)")
 
 

@@ -1,0 +1,131 @@
+"""One error shape for every failure: ``{"error": {"code", "message"}}`` with the right status.
+
+Handlers turn Starlette's HTTPException (unknown route, wrong method) and our ApiError into that
+shape. Unexpected exceptions are caught by RequestContextMiddleware, the outermost layer, which logs
+them with the request id and answers a bare 500, so no stack trace reaches a client, and a database
+that is down reads as 503 rather than as a bug.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from http import HTTPStatus
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobs.log_setup import log_context
+
+log = logging.getLogger("web")
+
+#: Request ids: a random per-process prefix and a counter; unique across replicas and restarts, and
+#: far cheaper than a uuid4 (a getrandom syscall) on every request.
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+class ApiError(Exception):
+    """An expected failure with its status, a stable machine-readable code and a human message."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}, **extra}
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def _code_for(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Router-level failures (404 unknown path, 405 wrong method) in the common shape."""
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    return error_response(exc.status_code, _code_for(exc.status_code), message, headers=exc.headers)
+
+
+EXCEPTION_HANDLERS = {ApiError: api_error_handler, HTTPException: http_exception_handler}
+
+
+def _is_database_down(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class RequestContextMiddleware:
+    """Tags each request with an id (the client's X-Request-ID or a new one) for logs and the response,
+    and turns any exception that escaped the handlers into a JSON 500 (503 for a lost database)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with log_context(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except ClientDisconnect:
+                log.info("client disconnected during %s %s", scope["method"], scope["path"])
+            except Exception as exc:
+                if _is_database_down(exc):
+                    log.warning("database unavailable during %s %s: %s", scope["method"], scope["path"], exc)
+                    response = error_response(503, "database_unavailable", "the database is not reachable")
+                else:
+                    log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+                    response = error_response(500, "internal_error", f"internal server error (request id {request_id})")
+                if started:  # too late for a clean answer; the server closes the connection
+                    raise
+                await response(scope, receive, send_with_id)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 64 and text.isprintable():
+                return text
+    return None

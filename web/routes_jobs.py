@@ -1,0 +1,266 @@
+"""The /v1 job routes: submit (JSON path or streamed upload), read, list, result, events, control, stats.
+
+Handlers are thin: validate, call one JobStore method in the thread pool, shape the answer with
+web.representation. Submission logic shared with the old Flask routes lives in the ``submit_*``
+functions below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from jobs.job import Job
+from jobs.states import JobState
+from jobs.store import IdempotencyConflict
+from web.context import AppContext, ctx, db
+from web.errors import ApiError
+from web.representation import (
+    decode_cursor,
+    encode_cursor,
+    event_to_dict,
+    job_to_dict,
+    stats_to_dict,
+)
+from web.uploads import receive_upload
+from web.validation import (
+    check_fields,
+    clean_int,
+    clean_number,
+    clean_params,
+    clean_text,
+    is_json_content_type,
+    parse_int_text,
+    parse_json,
+    parse_number_text,
+    parse_time,
+    query_params,
+    read_json_object,
+)
+
+MAX_PRIORITY = 1_000_000
+MAX_ATTEMPTS = 100
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_KEY_LEN = 200
+MAX_PATH_LEN = 4096
+LIST_DEFAULT, LIST_MAX = 50, 500
+STATS_DEFAULT_DAYS, STATS_MAX_DAYS = 7, 366
+MAX_JOB_ID = 2**63 - 1
+
+SUBMIT_OPTIONS = frozenset({"priority", "params", "idempotency_key", "max_attempts", "timeout_s"})
+SUBMIT_JSON_FIELDS = SUBMIT_OPTIONS | {"video_path"}
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    priority: int = 0
+    params: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+
+
+#: How each optional submit field is validated, whether it came as JSON or as a form field.
+_CLEANERS: dict[str, Callable[[Any, str], Any]] = {
+    "priority": lambda v, name: clean_int(v, name, lo=-MAX_PRIORITY, hi=MAX_PRIORITY),
+    "params": clean_params,
+    "idempotency_key": lambda v, name: clean_text(v, name, max_len=MAX_KEY_LEN),
+    "max_attempts": lambda v, name: clean_int(v, name, lo=1, hi=MAX_ATTEMPTS),
+    "timeout_s": lambda v, name: clean_number(v, name, lo=0.0, hi=MAX_TIMEOUT_S, lo_exclusive=True),
+}
+
+#: Multipart fields are text: how each becomes the JSON value it stands for, before the same checks.
+_FORM_DECODERS: dict[str, Callable[[str, str], Any]] = {
+    "priority": lambda text, name: parse_int_text(text, name, lo=-(2**63), hi=2**63),
+    "params": lambda text, name: parse_json(text.encode()),
+    "idempotency_key": lambda text, name: text,
+    "max_attempts": lambda text, name: parse_int_text(text, name, lo=-(2**63), hi=2**63),
+    "timeout_s": lambda text, name: parse_number_text(text, name, lo=-math.inf, hi=math.inf),
+}
+
+
+def options_from_json(doc: dict[str, Any]) -> SubmitOptions:
+    """The optional submit fields of a JSON body, validated (null means "not given")."""
+    values = {name: clean(doc[name], name) for name, clean in _CLEANERS.items() if doc.get(name) is not None}
+    return SubmitOptions(**values)
+
+
+def options_from_form(fields: dict[str, str]) -> SubmitOptions:
+    """The same options sent as multipart text fields (params as JSON text)."""
+    check_fields(fields, SUBMIT_OPTIONS)
+    return options_from_json({name: _FORM_DECODERS[name](text, name) for name, text in fields.items()})
+
+
+def clean_video_path(app: AppContext, value: Any) -> str:
+    """A client-named path, checked against the media roots (403) and for existence (422)."""
+    path = clean_text(value, "video_path", max_len=MAX_PATH_LEN)
+    return app.media.resolve(path)
+
+
+async def submit_job(
+    app: AppContext, options: SubmitOptions, *, video_path: str | None = None, upload_id: int | None = None
+) -> tuple[Job, bool]:
+    """Insert the job; (job, created). A repeated idempotency key for another request is a 409."""
+    try:
+        return await db(
+            app.store.submit,
+            video_path,
+            upload_id=upload_id,
+            priority=options.priority,
+            params=options.params,
+            max_attempts=options.max_attempts,
+            timeout_s=options.timeout_s,
+            idempotency_key=options.idempotency_key,
+        )
+    except IdempotencyConflict as exc:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            f"idempotency key already used by job {exc.existing.id} for a different request",
+        ) from None
+
+
+def job_response(job: Job, *, created: bool) -> JSONResponse:
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    return JSONResponse(job_to_dict(job), status_code=201 if created else 200, headers=headers)
+
+
+async def submit(request: Request) -> Response:
+    app = ctx(request)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return await _submit_upload(request, app)
+    if not is_json_content_type(media_type):
+        raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+    doc = await read_json_object(request)
+    check_fields(doc, SUBMIT_JSON_FIELDS, frozenset({"video_path"}))
+    options = options_from_json(doc)
+    path = clean_video_path(app, doc["video_path"])
+    job, created = await submit_job(app, options, video_path=path)
+    return job_response(job, created=created)
+
+
+async def _submit_upload(request: Request, app: AppContext) -> Response:
+    upload = await receive_upload(request, app.store, max_bytes=app.max_upload_bytes, spool_dir=app.spool_dir)
+    keep = False
+    try:
+        options = options_from_form(upload.fields)
+        job, created = await submit_job(app, options, upload_id=upload.upload_id)
+        keep = created  # a replayed idempotent request keeps the first upload, not this copy
+    finally:
+        if not keep:
+            await db(app.store.delete_upload, upload.upload_id)
+    return job_response(job, created=created)
+
+
+# ---- reading -------------------------------------------------------------------------------------
+def job_id_of(request: Request) -> int:
+    """The {job_id} path parameter; anything that cannot be a job id is simply not found."""
+    raw = request.path_params["job_id"]
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        raise ApiError(404, "job_not_found", "no such job")
+    value = int(raw)
+    if not 0 < value <= MAX_JOB_ID:
+        raise ApiError(404, "job_not_found", "no such job")
+    return value
+
+
+async def load_job(request: Request) -> Job:
+    job_id = job_id_of(request)
+    job = await db(ctx(request).store.get, job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id}")
+    return job
+
+
+async def get_job(request: Request) -> Response:
+    return JSONResponse(job_to_dict(await load_job(request)))
+
+
+async def get_result(request: Request) -> Response:
+    """The result document as PostgreSQL serialised it (no Python round trip); gzip is applied by the
+    route's GZipMiddleware when the client accepts it."""
+    job_id = job_id_of(request)
+    store = ctx(request).store
+    document = await db(store.result_json, job_id)
+    if document is not None:
+        return Response(document, media_type="application/json")
+    job = await db(store.get, job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id}")
+    raise ApiError(409, "result_not_ready", f"job {job_id} is {job.state.value}; a result exists once it succeeded")
+
+
+async def job_events(request: Request) -> Response:
+    job = await load_job(request)
+    events = await db(ctx(request).store.events, job.id)
+    return JSONResponse({"job_id": job.id, "events": [event_to_dict(e) for e in events]})
+
+
+async def list_jobs(request: Request) -> Response:
+    query = query_params(request, frozenset({"state", "since", "cursor", "limit"}))
+    state = query.get("state")
+    if state is not None and state not in {s.value for s in JobState}:
+        raise ApiError(422, "invalid_parameter", f"state must be one of {', '.join(s.value for s in JobState)}")
+    since = parse_time(query["since"], "since") if "since" in query else None
+    limit = parse_int_text(query["limit"], "limit", lo=1, hi=LIST_MAX) if "limit" in query else LIST_DEFAULT
+    before_id = None
+    if "cursor" in query:
+        before_id = decode_cursor(query["cursor"])
+        if before_id is None:
+            raise ApiError(400, "invalid_cursor", "cursor is not one this server issued")
+    jobs = await db(ctx(request).store.list_jobs, state=state, since=since, before_id=before_id, limit=limit + 1)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return JSONResponse(
+        {
+            "jobs": [job_to_dict(j) for j in jobs],
+            "next_cursor": encode_cursor(jobs[-1].id) if more else None,
+        }
+    )
+
+
+# ---- control -------------------------------------------------------------------------------------
+async def cancel_job(request: Request) -> Response:
+    """Queued → cancelled now; running → cancel requested (its worker kills the pipeline within a
+    second and records the cancellation); finished → 409."""
+    job_id = job_id_of(request)
+    store = ctx(request).store
+    job = await db(store.cancel, job_id)
+    if job is None:
+        existing = await db(store.get, job_id)
+        if existing is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id}")
+        raise ApiError(409, "job_finished", f"job {job_id} is already {existing.state.value}")
+    return JSONResponse(job_to_dict(job), status_code=202 if job.state == JobState.RUNNING else 200)
+
+
+async def retry_job(request: Request) -> Response:
+    job_id = job_id_of(request)
+    store = ctx(request).store
+    job = await db(store.retry, job_id)
+    if job is None:
+        existing = await db(store.get, job_id)
+        if existing is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id}")
+        raise ApiError(
+            409,
+            "not_retryable",
+            f"job {job_id} is {existing.state.value}; only failed or cancelled jobs retry",
+        )
+    return JSONResponse(job_to_dict(job))
+
+
+# ---- history -------------------------------------------------------------------------------------
+async def stats(request: Request) -> Response:
+    query = query_params(request, frozenset({"days"}))
+    days = parse_int_text(query["days"], "days", lo=1, hi=STATS_MAX_DAYS) if "days" in query else STATS_DEFAULT_DAYS
+    store = ctx(request).store
+    daily = await db(store.daily_stats, days)
+    failures = await db(store.failure_stats, days)
+    return JSONResponse(stats_to_dict(days, daily, failures))

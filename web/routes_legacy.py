@@ -1,0 +1,167 @@
+"""The old Flask service's routes, kept so its clients keep working.
+
+They are thin adapters over the same job machinery as /v1: a video submitted here is a job like any
+other, and /pose/hybrid (one image → keypoints, synchronously) is a high-priority one-frame job that
+the request waits for. The web process never runs inference itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import time
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from jobs.job import Job
+from jobs.states import JobState
+from web.context import AppContext, ctx, db
+from web.errors import ApiError
+from web.routes_health import pool_snapshot, readiness, readiness_response
+from web.routes_jobs import SubmitOptions, clean_video_path, load_job, submit_job
+from web.uploads import image_to_video, iter_file
+from web.validation import check_fields, clean_text, read_json_object
+
+log = logging.getLogger(__name__)
+
+HYBRID_PRIORITY = 1000
+HYBRID_PARAMS = {"mode": "static"}
+HYBRID_BODY_LIMIT = 32 << 20  # base64 of a large still image
+POLL_S = (0.02, 0.05, 0.1, 0.2)  # waiting for the hybrid job: quick at first, then gentler
+
+
+async def api_pose_health(request: Request) -> Response:
+    """Readiness in the old shape: status healthy/unhealthy, 503 while not ready."""
+    report = await db(readiness, ctx(request))
+    return readiness_response(report, {"status": "healthy" if report["ready"] else "unhealthy"})
+
+
+async def pool_status(request: Request) -> Response:
+    snapshot = await db(pool_snapshot, ctx(request))
+    return JSONResponse(
+        {
+            "status": "ok",
+            "workers": {
+                "total": snapshot["live_workers"],
+                "busy": snapshot["busy_workers"],
+                "idle": snapshot["live_workers"] - snapshot["busy_workers"],
+            },
+            "queue_length": snapshot["queue"]["ready"],
+            "estimated_wait_s": snapshot["estimated_wait_s"],
+            "pool": snapshot,
+        }
+    )
+
+
+async def submit_video(request: Request) -> Response:
+    app = ctx(request)
+    doc = await read_json_object(request)
+    check_fields(doc, frozenset({"video_path"}), frozenset({"video_path"}))
+    path = clean_video_path(app, doc["video_path"])
+    job, _ = await submit_job(app, SubmitOptions(), video_path=path)
+    return JSONResponse({"job_id": job.id, "status": job.state.value})
+
+
+async def video_status(request: Request) -> Response:
+    job = await load_job(request)
+    return JSONResponse(
+        {
+            "job_id": job.id,
+            "status": job.state.value,
+            "progress": job.progress_percent or 0.0,
+            "frames_done": job.frames_done,
+            "frames_total": job.frames_total,
+            "error": job.error_message,
+            "result_url": f"/v1/jobs/{job.id}/result" if job.state == JobState.SUCCEEDED else None,
+        }
+    )
+
+
+# ---- /pose/hybrid ------------------------------------------------------------------------------------
+def _decode_image(text: str) -> bytes:
+    if text.startswith("data:"):  # a data URL from a browser: data:image/png;base64,....
+        text = text.partition(",")[2]
+    try:
+        raw = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "invalid_field", "image_base64: not valid base64") from None
+    if not raw:
+        raise ApiError(422, "invalid_field", "image_base64: empty image")
+    return raw
+
+
+def _store_image(app: AppContext, image: bytes) -> tuple[int, int, int]:
+    """Blocking: the image as a one-frame video upload; (upload id, width, height)."""
+    encoded = image_to_video(image, app.spool_dir)
+    if encoded is None:
+        raise ApiError(422, "not_an_image", "image_base64 does not decode to an image")
+    path, width, height = encoded
+    try:
+        upload_id = app.store.store_upload(
+            iter_file(path),
+            filename="image.avi",
+            content_type="video/x-msvideo",
+            max_bytes=max(app.max_upload_bytes, os.path.getsize(path)),
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return upload_id, width, height
+
+
+async def _wait_final(app: AppContext, job_id: int, timeout_s: float) -> Job | None:
+    """Poll the job until it is final; None on timeout."""
+    deadline = time.monotonic() + timeout_s
+    polls = 0
+    while True:
+        job = await db(app.store.get, job_id)
+        if job is not None and job.is_final:
+            return job
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        await anyio.sleep(min(POLL_S[min(polls, len(POLL_S) - 1)], remaining))
+        polls += 1
+
+
+async def hybrid(request: Request) -> Response:
+    """One still image → the people and keypoints found in it, waiting for a worker to do it."""
+    app = ctx(request)
+    doc = await read_json_object(request, limit=HYBRID_BODY_LIMIT)
+    check_fields(doc, frozenset({"image_base64"}), frozenset({"image_base64"}))
+    text = clean_text(doc["image_base64"], "image_base64", max_len=HYBRID_BODY_LIMIT)
+    image = _decode_image(text)
+    upload_id, width, height = await db(_store_image, app, image)
+    options = SubmitOptions(
+        priority=HYBRID_PRIORITY, params=dict(HYBRID_PARAMS), max_attempts=1, timeout_s=app.hybrid_timeout_s
+    )
+    job, _ = await submit_job(app, options, upload_id=upload_id)
+    final = await _wait_final(app, job.id, app.hybrid_timeout_s)
+    if final is None:
+        await db(app.store.cancel, job.id)
+        raise ApiError(504, "timeout", f"no worker finished job {job.id} within {app.hybrid_timeout_s:g} s")
+    if final.state == JobState.CANCELLED:
+        raise ApiError(409, "cancelled", f"job {job.id} was cancelled")
+    if final.state == JobState.FAILED:
+        status = 422 if final.error_kind == "bad_input" else 502
+        raise ApiError(status, "job_failed", f"job {job.id} failed: {final.error_kind}: {final.error_message}")
+    document = await db(app.store.result, job.id) or {}
+    frames = document.get("frames") or []
+    people = (frames[0].get("people") or []) if frames else []
+    return JSONResponse(
+        {
+            "success": True,
+            "job_id": job.id,
+            "width": width,
+            "height": height,
+            "keypoint_names": document.get("keypoint_names", []),
+            "people": people,
+            "keypoints": people[0].get("keypoints", []) if people else [],
+            "model": document.get("model"),
+        }
+    )
