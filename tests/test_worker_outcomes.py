@@ -140,3 +140,16 @@ def test_uploaded_video_is_streamed_to_the_child(store, start_worker):
     doc = store.result(job.id)
     assert doc["sha256"] == hashlib.sha256(payload).hexdigest()
     assert doc["path"].endswith(".mp4")
+
+
+def test_gpus_all_starts_one_pinned_daemon_per_visible_gpu(store, start_worker):
+    parent = start_worker("--gpus", "all", env={"CUDA_VISIBLE_DEVICES": "0,1"}, ready=False)
+    workers = wait_for(lambda: len(w := store.live_workers(lease_s=60)) == 2 and w, 30, what="two GPU workers")
+    assert sorted(w["gpu"] for w in workers) == ["0", "1"]
+    jobs = [store.submit("/v.mp4", params={"behave": "env", "name": "CUDA_VISIBLE_DEVICES", "frames": 1,
+                                           "frame_s": 0.2})[0] for _ in range(6)]
+    seen = {store.result(j.id)["env"] for j in jobs if finished(store, j.id).state == JobState.SUCCEEDED}
+    assert seen <= {"0", "1"} and seen
+    parent.signal(15)
+    assert parent.wait(30) == 0
+    wait_for(lambda: store.live_workers(lease_s=60) == [], 10, what="both daemons to stop")

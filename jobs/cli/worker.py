@@ -72,6 +72,20 @@ def run_daemon(settings: Settings, gpu: str | None = None) -> int:
     return daemon.run()
 
 
+def without_gpus_flag(argv: list[str]) -> list[str]:
+    """This command line minus `--gpus all` / `--gpus=all`, for the per-GPU children."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--gpus":
+            skip = True
+        elif not arg.startswith("--gpus="):
+            out.append(arg)
+    return out
+
+
 def run_per_gpu(args: argparse.Namespace) -> int:
     from worker.gpus import visible_gpus
 
@@ -79,7 +93,7 @@ def run_per_gpu(args: argparse.Namespace) -> int:
     if not gpus:
         log.warning("--gpus all: no GPU visible; starting one CPU worker")
         gpus = [None]
-    base = [a for a in sys.argv[1:] if a not in ("--gpus", "all", "--gpus=all")]
+    base = without_gpus_flag(sys.argv[1:])
     procs = []
     for gpu in gpus:
         cmd = [sys.executable, "-m", "jobs.cli", *base] + (["--gpu", gpu] if gpu is not None else [])
