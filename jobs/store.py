@@ -220,6 +220,29 @@ class JobStore:
         )
         return Outcome(JobState.SUCCEEDED if row is not None else None)
 
+    def succeed_and_claim_next(
+        self,
+        job: Job,
+        worker_id: str,
+        document_json: str,
+        frames_done: int,
+        frames_total: int | None,
+        lease_s: float,
+    ) -> tuple[Outcome, Job | None]:
+        """succeed() and claim() in one statement and one commit."""
+        row = self._one(
+            "finish_succeeded_and_claim",
+            id=job.id,
+            worker_id=worker_id,
+            attempt=job.attempt,
+            document=document_json,
+            frames_done=frames_done,
+            frames_total=frames_total,
+            lease_s=lease_s,
+        )
+        outcome = Outcome(JobState.SUCCEEDED if row.finished else None)
+        return outcome, (Job.from_row(row) if row.id is not None else None)
+
     def fail(
         self,
         job: Job,

@@ -14,16 +14,28 @@ from jobs.queries import query
 from jobs.store import JobStore
 
 
-def test_claim_order_priority_then_run_after_then_age(store: JobStore):
+@pytest.mark.parametrize("how", ["claim_job", "finish_succeeded_and_claim"])
+def test_claim_order_priority_then_run_after_then_age(store: JobStore, how: str):
     now = datetime.now(UTC)
     old_low = store.submit("/a.mp4", priority=0, run_after=now - timedelta(minutes=5))[0]
     high = store.submit("/b.mp4", priority=5)[0]
     new_low = store.submit("/c.mp4", priority=0, run_after=now - timedelta(minutes=1))[0]
     same_time_later_id = store.submit("/d.mp4", priority=0, run_after=now - timedelta(minutes=1))[0]
     future = store.submit("/e.mp4", priority=100, run_after=now + timedelta(hours=1))[0]
-    order = [store.claim("w", 10).id for _ in range(4)]
+    if how == "claim_job":
+        order = [store.claim("w", 10).id for _ in range(4)]
+        assert store.claim("w", 10) is None  # the future job waits for its run_after
+    else:  # each success is recorded by the statement that claims the next job
+        current = store.claim("w", 10)
+        order = [current.id]
+        while current is not None:
+            outcome, current = store.succeed_and_claim_next(current, "w", json.dumps({"n": len(order)}), 1, 1, 10)
+            assert outcome.owned
+            if current is not None:
+                order.append(current.id)
+        assert [store.result(i) for i in order] == [{"n": n} for n in range(1, 5)]
+        assert all(store.get(i).state == "succeeded" for i in order)
     assert order == [high.id, old_low.id, new_low.id, same_time_later_id.id]
-    assert store.claim("w", 10) is None  # the future job waits for its run_after
     assert store.get(future.id).state == "queued"
 
 

@@ -77,8 +77,14 @@ class ChildSlot:
             self.child = None
 
     def prewarm(self, should_stop: Callable[[], bool]) -> None:
-        if self.mode == "warm":
-            self.acquire(should_stop)
+        """Have a loaded child waiting (both modes), so no job's lease pays for loading it."""
+        self.acquire(should_stop)
+
+    def will_serve_next(self) -> bool:
+        """Whether the current child stays for another job (warm, healthy so far, not due to recycle)."""
+        child = self.child
+        return (self.mode == "warm" and child is not None and child.alive()
+                and child.jobs_served + 1 < self.recycle_after)
 
     def shutdown(self) -> None:
         if self.child is not None:

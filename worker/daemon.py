@@ -71,6 +71,7 @@ class WorkerDaemon:
             kill_grace_s=settings.kill_grace_s,
         )
         self.jobs_done = 0
+        self._spawn_failures = 0
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def request_shutdown(self, reason: str = "signal") -> None:
@@ -106,8 +107,7 @@ class WorkerDaemon:
         for thread in threads:
             thread.start()
         try:
-            with contextlib.suppress(ChildDied):
-                self.slot.prewarm(self.stop.is_set)
+            self._child_ready()
             listener.connected.wait(timeout=5.0)
             log.info("worker ready: claiming jobs")
             self._loop()
@@ -123,38 +123,68 @@ class WorkerDaemon:
         return 0
 
     def _loop(self) -> None:
+        next_job: Job | None = None
         while not self.stop.is_set():
-            self.wake.clear()
-            try:
-                job = with_db_retry(lambda: self.store.claim(self.worker_id, self.settings.lease_s),
-                                    "claim a job", stop=self.stop)
-            except Exception:
-                if self.stop.is_set():
-                    break  # shutting down during an outage: nothing claimed, nothing to release
-                raise
+            job, next_job = next_job, None
             if job is None:
-                self.wake.wait(self.settings.poll_s)
-                continue
-            self.process(job)
+                self.wake.clear()
+                if not self._child_ready():
+                    continue
+                try:
+                    job = with_db_retry(lambda: self.store.claim(self.worker_id, self.settings.lease_s),
+                                        "claim a job", stop=self.stop)
+                except Exception:
+                    if self.stop.is_set():
+                        break  # shutting down during an outage: nothing claimed, nothing to release
+                    raise
+                if job is None:
+                    self.wake.wait(self.settings.poll_s)
+                    continue
+            next_job = self.process(job)
+        if next_job is not None:  # claimed together with the last result, then told to stop
+            with log_context(job_id=next_job.id, attempt=next_job.attempt):
+                self._record(next_job, AttemptOutcome("released"), Path())
+
+    def _child_ready(self) -> bool:
+        """Start the pipeline child before claiming, so loading torch and the models never happens
+        while a job's lease runs. A child that cannot start is retried with backoff."""
+        try:
+            self.slot.prewarm(self.stop.is_set)
+            self._spawn_failures = 0
+            return True
+        except Exception as exc:
+            self._spawn_failures += 1
+            delay = min(60.0, 0.5 * 2 ** min(self._spawn_failures, 7))
+            if not self.stop.is_set():
+                log.error("pipeline child failed to start (%s); retrying in %.0fs", exc, delay)
+            self.stop.wait(delay)
+            return False
 
     def _on_cancel(self, job_id: int) -> None:
         if self.current.request_cancel(job_id):
             log.info("cancel request received for job %s", job_id)
 
     # ---- one job -------------------------------------------------------------------------------
-    def process(self, job: Job) -> None:
+    def process(self, job: Job) -> Job | None:
+        """Run one job and record its outcome; returns the next job when it was claimed in the same
+        statement that recorded this one's success (warm child staying, not shutting down)."""
         with log_context(job_id=job.id, attempt=job.attempt):
             self.current.start(job)
             log.info("claimed job (priority %s, attempt %s/%s)", job.priority, job.attempt, job.max_attempts)
             result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
+            outcome = AttemptOutcome("failed", ErrorKind.CRASH, "worker error before the attempt ended")
             try:
                 outcome = self._attempt(job, result_path)
-                self._record(job, outcome, result_path)
+                return self._record(job, outcome, result_path)
             finally:
                 self.current.clear()
                 with contextlib.suppress(FileNotFoundError):
                     result_path.unlink()
                 self.jobs_done += 1
+                # retiring a child (fresh mode, recycling, after a kill) waits for it to exit:
+                # done after the outcome is recorded, so it never delays finished_at
+                self.slot.finished(healthy=outcome.status == "succeeded"
+                                   or (outcome.status == "failed" and outcome.kind in HEALTHY_FAILURES))
 
     def _attempt(self, job: Job, result_path: Path) -> AttemptOutcome:
         timeout_s = job.timeout_s or self.settings.timeout_s
@@ -177,8 +207,6 @@ class WorkerDaemon:
         except Exception as exc:  # staging the input or starting the child failed on this host
             log.exception("attempt could not run")
             outcome = AttemptOutcome("failed", ErrorKind.CRASH, f"worker could not run the attempt: {exc}")
-        healthy = outcome.status == "succeeded" or (outcome.status == "failed" and outcome.kind in HEALTHY_FAILURES)
-        self.slot.finished(healthy=healthy)
         return outcome
 
     def _progress_writer(self, job: Job):
@@ -186,8 +214,8 @@ class WorkerDaemon:
 
         def write(done: int, total: int | None) -> None:
             now = time.monotonic()
-            if now - last[0] < PROGRESS_WRITE_INTERVAL_S and not (total and done >= total):
-                return
+            if now - last[0] < PROGRESS_WRITE_INTERVAL_S:
+                return  # the final count is written with the outcome
             last[0] = now
             try:
                 cancel = self.store.record_progress(job, self.worker_id, done, total, self.settings.lease_s)
@@ -201,16 +229,25 @@ class WorkerDaemon:
 
         return write
 
-    def _record(self, job: Job, outcome: AttemptOutcome, result_path: Path) -> None:
+    def _record(self, job: Job, outcome: AttemptOutcome, result_path: Path) -> Job | None:
+        """Write the attempt's outcome; on success, claim the next job in the same statement when
+        the warm child will serve it (one commit per job instead of two)."""
         if self.current.lost:
             log.error("job was rescued by another worker while running here; not recording (%s)", outcome.status)
-            return
+            return None
         settings = self.settings
         max_wait = max(60.0, 4 * settings.lease_s)
+        claim_next = outcome.status == "succeeded" and not self.stop.is_set() and self.slot.will_serve_next()
+        next_job: Job | None = None
 
         def finish() -> Outcome:
+            nonlocal next_job
             if outcome.status == "succeeded":
                 document = result_path.read_text(encoding="utf-8")
+                if claim_next:
+                    result, next_job = self.store.succeed_and_claim_next(
+                        job, self.worker_id, document, outcome.frames_done, outcome.frames_total, settings.lease_s)
+                    return result
                 return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total)
             if outcome.status == "cancelled":
                 return self.store.finish_cancelled(job, self.worker_id)
@@ -224,7 +261,8 @@ class WorkerDaemon:
         if not result.owned:
             log.error("job no longer belonged to this worker when recording %s", outcome.status)
         elif outcome.status == "failed":
-            log.warning("attempt failed (%s): %s -> job %s", outcome.kind, outcome.message.splitlines()[0]
-                        if outcome.message else "", result.state)
+            log.warning("attempt failed (%s): %s -> job %s", outcome.kind,
+                        outcome.message.splitlines()[0] if outcome.message else "", result.state)
         else:
             log.info("job %s (%s frames)", result.state, outcome.frames_done)
+        return next_job

@@ -78,6 +78,45 @@ SELECT id, CAST(:document AS jsonb) FROM done
 ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, created_at = now()
 RETURNING job_id;
 
+-- name: finish_succeeded_and_claim
+-- finish_succeeded and claim_job in one statement, for a worker whose warm child will serve the next
+-- job: one round trip and one commit per job instead of two. The claim part must stay identical to
+-- claim_job (tests/test_claim_sql.py runs the claim-order test against both).
+WITH done AS (
+    UPDATE pose_jobs
+    SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL,
+        frames_done = :frames_done, frames_total = COALESCE(CAST(:frames_total AS integer), frames_total)
+    WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+    RETURNING id
+), saved AS (
+    INSERT INTO pose_results (job_id, document)
+    SELECT id, CAST(:document AS jsonb) FROM done
+    ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, created_at = now()
+    RETURNING job_id
+), next AS (
+    SELECT id FROM pose_jobs
+    WHERE state = 'queued' AND run_after <= now()
+    ORDER BY priority DESC, run_after, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE pose_jobs AS j
+    SET state = 'running',
+        attempt = j.attempt + 1,
+        worker_id = :worker_id,
+        started_at = COALESCE(j.started_at, now()),
+        attempt_started_at = now(),
+        lease_expires_at = now() + make_interval(secs => :lease_s),
+        frames_done = 0,
+        error_kind = NULL,
+        error_message = NULL
+    FROM next
+    WHERE j.id = next.id
+    RETURNING j.*
+)
+SELECT (SELECT count(*) FROM saved) AS finished, claimed.*
+FROM (VALUES (1)) AS one LEFT JOIN claimed ON true;
+
 -- name: finish_failed
 -- A failed attempt: retried after an exponential, jittered backoff while attempts remain and the
 -- error kind is retryable; otherwise final. A pending cancel request wins over a retry.

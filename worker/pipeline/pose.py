@@ -1,0 +1,315 @@
+"""The BlazePose pipeline: ``worker.pipeline.pose:create`` is the factory the worker's child calls.
+
+``create()`` imports torch and builds both models once; the returned :class:`PosePipeline` then serves
+any number of jobs (``pipeline(video_path, params, progress)``), following ``contract.py``.
+
+Frames are processed in chunks of a few frames taken from the decoding thread, which is what lets work
+be batched where the data dependencies allow:
+
+* ``mode="static"`` (every frame on its own, like MediaPipe's static_image_mode): the detector runs on
+  all frames of a chunk in one batch, then the landmark model on every person of every frame of the
+  chunk in one batch; ids are matched by IoU between consecutive frames.
+* ``mode="video"`` (default, like MediaPipe's tracking mode): a frame's regions come from the previous
+  frame's landmarks, so landmarks run frame by frame, with all people of a frame in one batch. The
+  detector is only needed on some frames; those that are predictable (re-detection cadence, or
+  nobody tracked yet) are detected for the whole chunk in one batch ahead of time.
+
+``progress(done, total)`` is called after every chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from worker.pipeline import weights
+from worker.pipeline.contract import ProgressFn
+from worker.pipeline.crops import CropWarper
+from worker.pipeline.detector import Detections, PoseDetector
+from worker.pipeline.landmarks import USED_OUTPUTS, LandmarkModel
+from worker.pipeline.overlay import OverlayWriter
+from worker.pipeline.result_document import FrameResult, build_document
+from worker.pipeline.tracker import Person, StaticIdMatcher, VideoTracker
+from worker.pipeline.video_source import Frame, VideoSource
+
+DEFAULT_MAX_PEOPLE = 4
+MAX_MAX_PEOPLE = 32
+#: Frames taken from the decoder per step: enough to batch the detector on the CPU; more on a GPU,
+#: where bigger batches are nearly free.
+CHUNK_FRAMES = {"cpu": 8, "cuda": 32}
+
+#: One step of a mode: this chunk's people per frame; the next chunk (or None) is there to look ahead.
+_Step = Callable[[list[Frame], list[Frame] | None], list[list[Person]]]
+
+#: Loads one TFLite file as a batched torch callable on a device, computing only the named outputs.
+ModelLoader = Callable[[str, torch.device, Sequence[str] | None], Callable[[torch.Tensor], Sequence[torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-job options from ``params``; anything else in ``params`` is rejected so typos do not pass."""
+
+    max_people: int = DEFAULT_MAX_PEOPLE
+    device: str = "auto"
+    smoothing: bool = True
+    mode: str = "video"
+    overlay: str | None = None
+
+    ALLOWED = ("max_people", "device", "smoothing", "mode", "overlay")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> RunOptions:
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(cls.ALLOWED))
+        if unknown:
+            raise ValueError(f"unknown pipeline params {unknown}; allowed: {list(cls.ALLOWED)}")
+        opts = cls(**params)
+        if isinstance(opts.max_people, bool) or not isinstance(opts.max_people, int):
+            raise ValueError(f"max_people must be an integer, got {opts.max_people!r}")
+        if not 1 <= opts.max_people <= MAX_MAX_PEOPLE:
+            raise ValueError(f"max_people must be between 1 and {MAX_MAX_PEOPLE}, got {opts.max_people}")
+        if opts.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {opts.device!r}")
+        if not isinstance(opts.smoothing, bool):
+            raise ValueError(f"smoothing must be true or false, got {opts.smoothing!r}")
+        if opts.mode not in ("video", "static"):
+            raise ValueError(f"mode must be 'video' or 'static', got {opts.mode!r}")
+        if opts.overlay is not None and not isinstance(opts.overlay, str):
+            raise ValueError(f"overlay must be a file path, got {opts.overlay!r}")
+        return opts
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when torch can see a GPU; asking for CUDA without one is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU (use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def configure_cpu_threads() -> None:
+    """Give torch every core but one, which the decoding thread needs; keep OpenCV's warps serial.
+
+    On small machines this matters more than it seems: with as many torch threads as cores, OpenMP's
+    spinning workers and the decoder fight over the same cores and throughput collapses under load.
+    A 256x256 warp takes a fraction of a millisecond, less than handing it to a thread pool costs.
+    (Video decoding threads are FFmpeg's own and unaffected.)
+    """
+    torch.set_num_threads(max(1, _cores() - 1))
+    cv2.setNumThreads(1)
+
+
+def _load_torch_model(
+    path: str, device: torch.device, outputs: Sequence[str] | None
+) -> Callable[[torch.Tensor], Sequence[torch.Tensor]]:
+    from worker.pipeline.tflite_torch import load_tflite
+
+    return load_tflite(path, device=device, outputs=outputs)
+
+
+@dataclass
+class _Models:
+    detector: PoseDetector
+    landmarks: LandmarkModel
+
+
+def _chunks(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
+    chunk: list[Frame] = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class _Clock:
+    inference_s: float = 0.0
+    _t0: float = field(default=0.0, repr=False)
+
+    def __enter__(self) -> _Clock:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inference_s += time.perf_counter() - self._t0
+
+
+class PosePipeline:
+    """Loads the weights once; each call processes one video into a result document."""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        loader: ModelLoader = _load_torch_model,
+        backend: str = "torch",
+        default_device: str = "auto",
+        chunk_frames: int | None = None,
+    ) -> None:
+        self.model_paths = weights.model_paths(model_dir)
+        self.weights_sha256 = weights.weights_sha256(model_dir)
+        self.loader = loader
+        self.backend = backend
+        self.chunk_frames = chunk_frames
+        self._models: dict[str, _Models] = {}
+        self._lock = threading.Lock()
+        self._models_for(resolve_device(default_device))
+
+    def _models_for(self, device: torch.device) -> _Models:
+        key = str(device)
+        with self._lock:
+            if key not in self._models:
+                warper = CropWarper(device)
+                self._models[key] = _Models(
+                    PoseDetector(self.loader(str(self.model_paths["pose_detection"]), device, None), warper),
+                    LandmarkModel(
+                        self.loader(str(self.model_paths["pose_landmark_full"]), device, USED_OUTPUTS), warper
+                    ),
+                )
+            return self._models[key]
+
+    def __call__(
+        self, video_path: str, params: dict[str, Any] | None = None, progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        opts = RunOptions.from_params(params)
+        device = resolve_device(opts.device)
+        models = self._models_for(device)
+        clock = _Clock()
+        results: list[FrameResult] = []
+        # Video mode runs re-detections for the next chunk on this thread while landmarks run on the
+        # main one. Only on the CPU (where the decoder leaves part of a core idle) and with a spare core.
+        helper = ThreadPoolExecutor(1, "pose-detect-ahead") if device.type == "cpu" and _cores() > 1 else None
+        with VideoSource(video_path) as source:
+            info = source.info
+            overlay = OverlayWriter(opts.overlay, info.width, info.height, info.fps) if opts.overlay else None
+            try:
+                if opts.mode == "static":
+                    step = self._static_steps(models, info.width, info.height, opts, clock)
+                else:
+                    step = self._video_steps(models, info.width, info.height, opts, clock, helper)
+                chunk_frames = self.chunk_frames or CHUNK_FRAMES.get(device.type, CHUNK_FRAMES["cpu"])
+                chunks = _chunks(source, chunk_frames)
+                upcoming = next(chunks, None)
+                while upcoming is not None:
+                    chunk, upcoming = upcoming, next(chunks, None)
+                    people = step(chunk, upcoming)
+                    for frame, persons in zip(chunk, people, strict=True):
+                        results.append(FrameResult(frame.index, frame.time_s, persons))
+                        if overlay is not None:
+                            overlay.write(frame.image, persons)
+                    if progress is not None:
+                        progress(len(results), info.frame_count)
+            finally:
+                if helper is not None:
+                    helper.shutdown(wait=True, cancel_futures=True)
+                models.detector.warper.clear()
+                if overlay is not None:
+                    overlay.close()
+            decode_s, lost = source.decode_s, source.frames_lost
+        return build_document(
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            rotation=info.rotation,
+            frames=results,
+            skipped_frames=lost,
+            device=device.type,
+            weights_sha256=self.weights_sha256,
+            backend=self.backend,
+            decode_s=decode_s,
+            inference_s=clock.inference_s,
+            total_s=time.perf_counter() - started,
+        )
+
+    # -- modes ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _static_steps(models: _Models, width: int, height: int, opts: RunOptions, clock: _Clock) -> _Step:
+        matcher = StaticIdMatcher(width, height)
+
+        def step(chunk: list[Frame], upcoming: list[Frame] | None) -> list[list[Person]]:
+            with clock:
+                detections = models.detector(chunk)
+                sources: list[int] = []
+                regions: list[np.ndarray] = []
+                for i, det in enumerate(detections):
+                    r = det.regions()[: opts.max_people]
+                    sources.extend([i] * len(r))
+                    regions.append(r)
+                landmarks = models.landmarks(chunk, sources, np.concatenate(regions) if regions else np.zeros((0, 4)))
+                src = np.asarray(sources, dtype=np.int64)
+                return [matcher(landmarks.take(np.nonzero(src == i)[0])) for i in range(len(chunk))]
+
+        return step
+
+    @staticmethod
+    def _video_steps(
+        models: _Models, width: int, height: int, opts: RunOptions, clock: _Clock, helper: Executor | None
+    ) -> _Step:
+        tracker = VideoTracker(width, height, opts.max_people, smoothing=opts.smoothing)
+        ahead: dict[int, Future[list[Detections]]] = {}  # frame index -> detections of its batch
+        positions: dict[int, int] = {}  # frame index -> position in that batch
+
+        def detect(frames: list[Frame], into: dict[int, Detections]) -> None:
+            if frames:
+                for frame, det in zip(frames, models.detector(frames), strict=True):
+                    into[frame.index] = det
+
+        def detect_ahead(frames: list[Frame]) -> None:
+            if helper is not None and frames:
+                future = helper.submit(models.detector, frames)
+                for pos, frame in enumerate(frames):
+                    ahead[frame.index] = future
+                    positions[frame.index] = pos
+
+        def step(chunk: list[Frame], upcoming: list[Frame] | None) -> list[list[Person]]:
+            with clock:
+                detections: dict[int, Detections] = {}
+                for frame in chunk:
+                    future = ahead.pop(frame.index, None)
+                    if future is not None:
+                        detections[frame.index] = future.result()[positions.pop(frame.index)]
+                missing_people = 0 < len(tracker) < opts.max_people
+                if missing_people and helper is None:
+                    detect([f for f in chunk if tracker.on_cadence(f.index) and f.index not in detections], detections)
+                if missing_people and upcoming:
+                    detect_ahead([f for f in upcoming if tracker.on_cadence(f.index)])
+                out: list[list[Person]] = []
+                for pos, frame in enumerate(chunk):
+                    if tracker.wants_detection(frame.index) and frame.index not in detections:
+                        previous = detections.get(chunk[pos - 1].index) if pos > 0 else None
+                        if len(tracker) == 0 and previous is not None and len(previous) == 0:
+                            # The detector saw nobody on the last frame either: detect the rest of the
+                            # chunk in one batch rather than frame by frame.
+                            detect([f for f in chunk[pos:] if f.index not in detections], detections)
+                        else:
+                            detect([frame], detections)
+                    regions = tracker.plan(frame.index, detections.get(frame.index))
+                    landmarks = models.landmarks([frame], [0] * len(regions), regions)
+                    out.append(tracker.update(frame.time_s, landmarks))
+                return out
+
+        return step
+
+
+def create() -> PosePipeline:
+    """The worker's factory: import torch, verify and load both models once (device ``auto``)."""
+    configure_cpu_threads()
+    return PosePipeline()

@@ -1,0 +1,107 @@
+"""The result document, ``pose-service/result@1`` (DESIGN.md section 5): what every client reads.
+
+Keypoints are ``[x_px, y_px, z, visibility, presence]`` in pixels of the upright frame; ``z`` is depth
+relative to the hip centre in the same pixel scale as ``x`` (negative is towards the camera), which is
+MediaPipe's z multiplied by the frame width. World keypoints are metres, hip-centred, y down.
+Numbers are rounded to what the model can resolve (0.01 px, 0.1 mm, 1e-4 for probabilities) so the
+JSON stays small and diffs between runs stay quiet. Besides the section 5 fields, ``video`` carries
+``skipped_frames``: frames the container announced that could not be decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from worker.pipeline.tracker import Person
+
+SCHEMA = "pose-service/result@1"
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+)  # fmt: skip
+
+#: BlazePose's 35 bones, as index pairs into KEYPOINT_NAMES (face, arms and hands, torso, legs and feet).
+SKELETON: tuple[tuple[int, int], ...] = (
+    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10),
+    (11, 12), (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (17, 19),
+    (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
+    (11, 23), (12, 24), (23, 24),
+    (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
+)  # fmt: skip
+
+MODEL_NAME = "blazepose-full (mediapipe 0.10.21 pose_detection + pose_landmark_full)"
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    index: int
+    time_s: float
+    people: Sequence[Person]
+
+
+def _person(person: Person) -> dict[str, Any]:
+    kp = person.keypoints
+    keypoints = np.concatenate([kp[:, :3].round(2), kp[:, 3:5].round(4)], axis=1)
+    return {
+        "track_id": int(person.track_id),
+        "bbox": [round(float(v), 2) for v in person.bbox],
+        "score": round(float(person.score), 4),
+        "keypoints": keypoints.tolist(),
+        "world": person.world.round(4).tolist(),
+    }
+
+
+def build_document(
+    *,
+    width: int,
+    height: int,
+    fps: float | None,
+    rotation: int,
+    frames: Sequence[FrameResult],
+    skipped_frames: int,
+    device: str,
+    weights_sha256: str,
+    backend: str = "torch",
+    decode_s: float,
+    inference_s: float,
+    total_s: float,
+) -> dict[str, Any]:
+    """Assemble the document. ``duration_s`` is the span of the decoded frames plus one frame period."""
+    if frames:
+        last = frames[-1].time_s
+        duration = last + (1.0 / fps if fps else 0.0)
+    else:
+        duration = 0.0
+    return {
+        "schema": SCHEMA,
+        "video": {
+            "width": int(width),
+            "height": int(height),
+            "fps": None if fps is None else round(float(fps), 6),
+            "frames": len(frames),
+            "duration_s": round(duration, 6),
+            "rotation": int(rotation),
+            "skipped_frames": int(skipped_frames),
+        },
+        "model": {"name": MODEL_NAME, "backend": backend, "device": device, "weights_sha256": weights_sha256},
+        "keypoint_names": list(KEYPOINT_NAMES),
+        "skeleton": [list(edge) for edge in SKELETON],
+        "frames": [
+            {"index": int(f.index), "time_s": round(float(f.time_s), 6), "people": [_person(p) for p in f.people]}
+            for f in frames
+        ],
+        "timings": {
+            "decode_s": round(decode_s, 4),
+            "inference_s": round(inference_s, 4),
+            "total_s": round(total_s, 4),
+        },
+    }
