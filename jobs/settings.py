@@ -57,7 +57,7 @@ class Settings:
     kill_grace_s: float = 5.0
     shutdown_grace_s: float = 30.0
     worker_mode: str = "warm"
-    recycle_after: int = 200
+    recycle_after: int = 1000
     pipeline: str = "worker.pipeline.pose:create"
 
     @classmethod
