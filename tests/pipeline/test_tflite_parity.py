@@ -219,7 +219,9 @@ def test_the_plain_conv2d_path_matches_the_fused_onednn_path(
     plain = torch_outputs(load_tflite(pose_landmark_path), x)
     for name, a, b in zip(landmark_model.output_names, fused, plain, strict=True):
         scale = max(1.0, float(np.abs(a).max()))
-        assert np.abs(a - b).max() <= 1e-5 * scale, name
+        # same function, different kernels: only float32 summation order (which varies with the
+        # thread count) may differ
+        assert np.abs(a - b).max() <= 1e-4 * scale, name
 
 
 def test_it_runs_outside_inference_mode_too(detector: TFLiteModule) -> None:

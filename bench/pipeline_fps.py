@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""End-to-end pose throughput: our torch pipeline against MediaPipe's own runtime, in the same run.
+
+    .venv/bin/python bench/pipeline_fps.py [--video V] [--runs N] [--mode video|static] [--no-mediapipe]
+
+"End to end" means what a job costs: decoding the video, running both models, tracking/smoothing and
+building the result document (serialised to JSON), from an already loaded pipeline. MediaPipe runs the
+loop of ../shared/reference/make_mediapipe_reference.py (OpenCV decode, RGB conversion,
+``solutions.pose.Pose(model_complexity=1)``, landmarks collected into lists, JSON at the end) in a
+side virtual environment with ``mediapipe==0.10.21``, created on first use under
+``~/.cache/pose-service/bench-mediapipe-venv`` (mediapipe is never a dependency of the service).
+
+Runs alternate between the two so that background load hits both alike; the median of each is
+reported, with the ratio ours / MediaPipe. With CUDA available, the GPU throughput is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED_MEDIA = REPO.parent / "shared" / "media"
+DEFAULT_VIDEO = SHARED_MEDIA / "runner_1080p.mp4"
+WARMUP_VIDEO = SHARED_MEDIA / "five_frames_720p.mp4"
+MEDIAPIPE = "mediapipe==0.10.21"
+DEFAULT_VENV = Path.home() / ".cache" / "pose-service" / "bench-mediapipe-venv"
+
+# The reference script's loop, timed from opening the video to the JSON document being written.
+MEDIAPIPE_LOOP = r"""
+import json, sys, time
+import cv2
+from mediapipe.python import solutions
+
+video, static = sys.argv[1], sys.argv[2] == "static"
+pose = solutions.pose.Pose(static_image_mode=static, model_complexity=1, smooth_landmarks=True,
+                           enable_segmentation=False)
+for run in ("warm-up", "timed"):
+    pose.reset()
+    t0 = time.perf_counter()
+    cap = cv2.VideoCapture(video)
+    frames, n = [], 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        r = pose.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        rec = {"index": n, "landmarks": None, "world_landmarks": None}
+        if r.pose_landmarks is not None:
+            rec["landmarks"] = [[p.x, p.y, p.z, p.visibility, p.presence] for p in r.pose_landmarks.landmark]
+            rec["world_landmarks"] = [[p.x, p.y, p.z, p.visibility] for p in r.pose_world_landmarks.landmark]
+        frames.append(rec)
+        n += 1
+    json.dumps({"frames": frames})
+    elapsed = time.perf_counter() - t0
+print(json.dumps({"frames": n, "seconds": elapsed}))
+"""
+
+
+def ensure_mediapipe_venv(venv: Path) -> Path:
+    """The side environment's python, creating it (once) with pip if needed."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import mediapipe, cv2; assert mediapipe.__version__ == '0.10.21'"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {venv} with {MEDIAPIPE} (one time) ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", MEDIAPIPE], check=True)
+    subprocess.run(check, check=True)
+    return python
+
+
+class MediaPipeRunner:
+    """Runs MediaPipe's loop in the side environment; each pass is a fresh process (warm-up, then timed)."""
+
+    def __init__(self, python: Path, video: Path, mode: str) -> None:
+        fd, self._script = tempfile.mkstemp(suffix="_mediapipe_loop.py")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(MEDIAPIPE_LOOP)
+        self._cmd = [str(python), self._script, str(video), mode]
+        self._env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+        self.results: list[float] = []
+
+    def run_once(self) -> float:
+        out = subprocess.run(self._cmd, capture_output=True, text=True, env=self._env, check=True).stdout
+        last = json.loads(out.strip().splitlines()[-1])
+        fps = last["frames"] / last["seconds"]
+        self.results.append(fps)
+        return fps
+
+    def close(self) -> None:
+        os.unlink(self._script)
+
+
+def run_ours(pipeline: object, video: Path, mode: str, device: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    doc = pipeline(str(video), {"mode": mode, "device": device}, lambda done, total: None)  # type: ignore[operator]
+    json.dumps(doc)
+    elapsed = time.perf_counter() - t0
+    return doc["video"]["frames"] / elapsed, doc
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    ap.add_argument("--runs", type=int, default=5, help="timed passes of each (default 5)")
+    ap.add_argument("--mode", choices=("video", "static"), default="video")
+    ap.add_argument("--no-mediapipe", action="store_true", help="only measure our pipeline")
+    ap.add_argument("--mediapipe-venv", type=Path, default=DEFAULT_VENV)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from worker.pipeline.pose import create
+
+    pipeline = create()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), {os.cpu_count()} CPUs")
+    run_ours(pipeline, WARMUP_VIDEO, args.mode, "cpu")
+    run_ours(pipeline, args.video, args.mode, "cpu")
+
+    mediapipe = None
+    if not args.no_mediapipe:
+        mediapipe = MediaPipeRunner(ensure_mediapipe_venv(args.mediapipe_venv), args.video, args.mode)
+
+    ours: list[float] = []
+    for i in range(args.runs):
+        fps, doc = run_ours(pipeline, args.video, args.mode, "cpu")
+        ours.append(fps)
+        line = f"pass {i + 1}: ours {fps:6.1f} frames/s"
+        if mediapipe is not None:
+            line += f"   mediapipe {mediapipe.run_once():6.1f} frames/s"
+        print(line, flush=True)
+
+    frames = doc["video"]["frames"]
+    print(f"\n{args.video.name}: {frames} frames, {doc['video']['width']}x{doc['video']['height']}, mode {args.mode}")
+    print(f"ours (torch, CPU):      median {statistics.median(ours):6.1f} frames/s  (best {max(ours):.1f})")
+    if mediapipe is not None:
+        mp = mediapipe.results
+        print(f"mediapipe 0.10.21 (CPU): median {statistics.median(mp):6.1f} frames/s  (best {max(mp):.1f})")
+        print(f"ratio ours / mediapipe:  {statistics.median(ours) / statistics.median(mp):.2f}x")
+        mediapipe.close()
+    if torch.cuda.is_available():
+        run_ours(pipeline, args.video, args.mode, "cuda")  # warm-up: cuDNN autotuning, uploads
+        gpu = [run_ours(pipeline, args.video, args.mode, "cuda")[0] for _ in range(args.runs)]
+        print(f"ours (torch, CUDA {torch.cuda.get_device_name()}): median {statistics.median(gpu):6.1f} frames/s")
+    else:
+        print("CUDA: not available on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
