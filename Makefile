@@ -2,12 +2,12 @@
 #   make demo   - install everything, fetch the model weights, run the service on a video
 #   make test   - install everything, fetch the model weights, run the whole test suite
 # Override the torch build with TORCH=... (e.g. `make demo TORCH=torch` for a CUDA build),
-# the video with VIDEO=/abs/path.mp4.
+# the video with VIDEO=/abs/path.mp4 (default: runner_1080p.mp4 from ../shared/media or POSE_SHARED_DIR).
 
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-VIDEO  ?= $(abspath ../shared/media/runner_1080p.mp4)
+VIDEO  ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
@@ -26,7 +26,7 @@ models: install
 	$(VENV)/bin/pose-service models fetch
 
 demo: install models
-	$(VENV)/bin/pose-service demo "$(VIDEO)"
+	$(VENV)/bin/pose-service demo $(VIDEO)
 
 test: install models
 	$(PY) -m pytest

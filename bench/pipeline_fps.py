@@ -29,7 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SHARED_MEDIA = REPO.parent / "shared" / "media"
+from jobs.sample_media import media_dir  # noqa: E402
+
+SHARED_MEDIA = media_dir()
 DEFAULT_VIDEO = SHARED_MEDIA / "runner_1080p.mp4"
 WARMUP_VIDEO = SHARED_MEDIA / "five_frames_720p.mp4"
 MEDIAPIPE = "mediapipe==0.10.21"

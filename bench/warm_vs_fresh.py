@@ -53,9 +53,10 @@ from bench.queue_core import (  # noqa: E402
     summary_ms,
     wait_until,
 )
+from jobs.sample_media import media_dir  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-DEFAULT_VIDEO = REPO.parent / "shared" / "media" / "five_frames_720p.mp4"
+DEFAULT_VIDEO = media_dir() / "five_frames_720p.mp4"
 DEFAULT_PIPELINE = "worker.pipeline.pose:create"
 MODES = ("warm", "fresh")
 

@@ -21,10 +21,11 @@ import psycopg
 import pytest
 
 from jobs.database import libpq_url, upgrade
+from jobs.sample_media import media_dir
 from jobs.store import JobStore
 
 REPO = Path(__file__).resolve().parent.parent
-MEDIA = REPO.parent / "shared" / "media"
+MEDIA = media_dir()
 FAKE_PIPELINE = "tests.fake_pipelines:create"
 
 

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from jobs.cli.common import add_common_flags, settings_from
+from jobs.sample_media import media_dir
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[2].parent / "shared" / "media" / "runner_1080p.mp4"
+DEFAULT_VIDEO = media_dir() / "runner_1080p.mp4"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 import torch
 
+from jobs.sample_media import shared_dir
 from worker.pipeline import pose
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = shared_dir()
 RUNNER = SHARED / "media" / "runner_1080p.mp4"
 FIVE_FRAMES = SHARED / "media" / "five_frames_720p.mp4"
 

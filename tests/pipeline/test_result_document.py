@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from jobs.sample_media import media_dir
 from worker.pipeline import cli_run, pose
 from worker.pipeline.result_document import KEYPOINT_NAMES, SCHEMA, SKELETON, FrameResult, build_document
 from worker.pipeline.tracker import Person
 from worker.pipeline.video_source import VideoSource, upright
 
-MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
+MEDIA = media_dir()
 FIVE_FRAMES = MEDIA / "five_frames_720p.mp4"
 
 

@@ -33,12 +33,13 @@ import tflite
 import torch
 from ai_edge_litert.interpreter import Interpreter
 
+from jobs.sample_media import shared_dir
 from worker.pipeline.tfl import ops
 from worker.pipeline.tfl.sparsity import DimensionMetadata, Sparsity, densify
 from worker.pipeline.tflite_torch import TFLiteModule, UnsupportedOperator, load_tflite
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+SHARED = shared_dir()
 VIDEO = SHARED / "media" / "runner_1080p.mp4"
 REFERENCE = SHARED / "reference" / "runner_1080p.mediapipe.static.json"
 REAL_FRAMES = (0, 90)

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from jobs.sample_media import media_dir
 from worker.pipeline import pose
 from worker.pipeline.detector import Detections
 from worker.pipeline.landmarks import PoseLandmarks
 from worker.pipeline.smoothing import OneEuroFilter, PoseSmoother
 from worker.pipeline.tracker import StaticIdMatcher, VideoTracker
 
-RUNNER = Path(__file__).resolve().parents[2].parent / "shared" / "media" / "runner_1080p.mp4"
+RUNNER = media_dir() / "runner_1080p.mp4"
 FRAMES = 45
 LAG = 20
 
