@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -118,6 +119,7 @@ class WorkerDaemon:
                 self.store.worker_stopped(self.worker_id)
             for thread in threads:
                 thread.join(timeout=2)
+            shutil.rmtree(self.work_dir, ignore_errors=True)  # this worker's private scratch files
             self.store.close()
             log.info("worker stopped after %d jobs", self.jobs_done)
         return 0
