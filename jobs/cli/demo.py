@@ -52,7 +52,7 @@ def summarise(doc: dict, job: dict) -> str:
         f"Job {job['id']}: {len(frames)} frames of a {video.get('width')}x{video.get('height')} video at "
         f"{video.get('fps')} fps ({video.get('duration_s')} s). People were found in {with_person} of "
         f"{len(frames)} frames, at most {max(people, default=0)} at once, in {len(tracks)} track(s). "
-        f"Model {model.get('name')} on {model.get('device')}: pipeline {timings.get('total_s')} s{speed}, "
+        f"Model {model.get('name')} on {model.get('device')}: pipeline {timings.get('total_s', 0):.2f} s{speed}, "
         f"job run time {run_s} s."
     )
 
@@ -70,15 +70,19 @@ def run(args: argparse.Namespace) -> int:
     env = {**os.environ, "POSE_MEDIA_ROOTS": str(video.parent), "POSE_HOME": str(settings.home)}
     if settings.database_url:
         env["POSE_DATABASE_URL"] = settings.database_url
-    print(f"starting pose-service (web + 1 worker) on {base} ...", flush=True)
+    log_path = settings.home / "logs" / "demo-serve.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting pose-service (embedded PostgreSQL unless POSE_DATABASE_URL is set, web + 1 worker) "
+          f"on {base}; its log: {log_path}", flush=True)
+    log_file = open(log_path, "ab")  # noqa: SIM115 - closed in the finally below
     serve = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--port", str(port), "--workers", "1"],
-                             env=env)
+                             env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
             deadline = time.monotonic() + 300
             while True:
                 if serve.poll() is not None:
-                    print("pose-service serve exited during start-up", file=sys.stderr)
+                    print(f"pose-service serve exited during start-up; see {log_path}", file=sys.stderr)
                     return 1
                 try:
                     if client.get("/readyz").status_code == 200:
@@ -109,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc))
         print(f"result document: {out}")
-        print(f"also at {base}/v1/jobs/{job['id']}/result while the service runs, and in PostgreSQL "
-              f"(pose_results, job_id = {job['id']}; `pose-service db url` prints the DSN)")
+        print(f"and in PostgreSQL: SELECT document FROM pose_results WHERE job_id = {job['id']}; "
+              "(`pose-service db url` prints the DSN for psql)")
         print(summarise(doc, job))
         return 0
     finally:
@@ -119,3 +123,4 @@ def run(args: argparse.Namespace) -> int:
             serve.wait(timeout=60)
         except subprocess.TimeoutExpired:
             serve.kill()
+        log_file.close()
