@@ -25,6 +25,9 @@ def _document(frames: int) -> dict[str, Any]:
 
 def run(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
     behave = params.get("behave", "ok")
+    if params.get("pidfile"):
+        with open(params["pidfile"], "w") as fh:
+            fh.write(str(os.getpid()))
     frames = int(params.get("frames", 3))
     if behave == "ok":
         delay = float(params.get("frame_s", 0.0))
@@ -33,9 +36,6 @@ def run(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[s
                 time.sleep(delay)
             progress(i + 1, frames)
         return _document(frames)
-    if params.get("pidfile"):
-        with open(params["pidfile"], "w") as fh:
-            fh.write(str(os.getpid()))
     if behave == "sleep":
         progress(0, frames)
         time.sleep(float(params.get("seconds", 60)))

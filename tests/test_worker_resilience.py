@@ -42,13 +42,21 @@ def test_several_workers_drain_hundreds_of_jobs_none_twice_none_lost(store, star
     assert all(w.proc.poll() is None for w in workers)
 
 
-def test_kill_9_mid_job_then_completes_exactly_once_elsewhere(store, start_worker):
+def test_kill_9_mid_job_then_completes_exactly_once_elsewhere(store, start_worker, tmp_path: Path):
     victim = start_worker()
-    job, _ = store.submit("/videos/a.mp4", params={"behave": "ok", "frames": 20, "frame_s": 0.1})
+    pidfile = tmp_path / "first-child.pid"
+    job, _ = store.submit("/videos/a.mp4", params={"behave": "sleep", "seconds": 4,
+                                                   "pidfile": str(pidfile)})
     first = running_on(store, job.id)
     assert str(victim.pid) in first.worker_id
+    wait_for(pidfile.exists, 10, what="the child to write its pid")
+    orphan = int(pidfile.read_text())
+    pidfile.unlink()
     victim.signal(signal.SIGKILL)
     victim.wait()
+    # the child dies with its worker (PR_SET_PDEATHSIG) instead of sleeping on unsupervised
+    wait_for(lambda: not Path(f"/proc/{orphan}").exists() or "zombie" in Path(f"/proc/{orphan}/status").read_text(),
+             1.5, what="the orphaned child to die")
     rescuer = start_worker()
     done = finished(store, job.id, timeout=30)
     assert done.state == JobState.SUCCEEDED and done.attempt == 2
@@ -57,7 +65,6 @@ def test_kill_9_mid_job_then_completes_exactly_once_elsewhere(store, start_worke
     assert [e["to_state"] for e in events].count("succeeded") == 1
     lost = [e for e in events if e["error_kind"] == "worker_lost"]
     assert len(lost) == 1 and lost[0]["to_state"] == "queued"
-    # the orphaned child died with its worker (PR_SET_PDEATHSIG), it did not run on
     assert "lease expired" in lost[0]["error_message"]
 
 
