@@ -7,27 +7,15 @@ a truncated recording whose first seconds decode is processed, a file with no de
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from worker.pipeline import pose
 from worker.pipeline.contract import BadInput
 from worker.pipeline.video_source import VideoSource
-
-
-@pytest.fixture(scope="module")
-def pipeline(model_paths: dict[str, Path]) -> Iterator[pose.PosePipeline]:
-    """The pipeline with the service's thread settings, restored afterwards for other test modules."""
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    pose.configure_cpu_threads()
-    yield pose.PosePipeline(model_dir=model_paths["pose_detection"].parent)
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(cv_threads)
 
 
 def write_video(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,6 @@ from worker.pipeline import pose
 SHARED = shared_dir()
 RUNNER = SHARED / "media" / "runner_1080p.mp4"
 FIVE_FRAMES = SHARED / "media" / "five_frames_720p.mp4"
-
-
-@pytest.fixture(scope="module")
-def pipeline(model_paths: dict[str, Path]) -> Iterator[pose.PosePipeline]:
-    """The pipeline with the service's thread settings, restored afterwards for other test modules."""
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    pose.configure_cpu_threads()
-    yield pose.PosePipeline(model_dir=model_paths["pose_detection"].parent)
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(cv_threads)
 
 
 def reference(video: Path, mode: str) -> dict[str, Any]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from jobs.sample_media import media_dir
 from worker.pipeline import cli_run, pose
@@ -27,16 +25,6 @@ from worker.pipeline.video_source import VideoSource, upright
 
 MEDIA = media_dir()
 FIVE_FRAMES = MEDIA / "five_frames_720p.mp4"
-
-
-@pytest.fixture(scope="module")
-def pipeline(model_paths: dict[str, Path]) -> Iterator[pose.PosePipeline]:
-    """The pipeline with the service's thread settings, restored afterwards for other test modules."""
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    pose.configure_cpu_threads()
-    yield pose.PosePipeline(model_dir=model_paths["pose_detection"].parent)
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(cv_threads)
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def _person_crop(rgb: np.ndarray, landmarks: list[list[float]], size: int) -> np
 def real_inputs() -> dict[str, np.ndarray]:
     """Detector input (letterboxed 224², [-1, 1]) and landmark input (256² person crop, [0, 1])."""
     if not VIDEO.is_file() or not REFERENCE.is_file():
-        pytest.skip(f"shared media not available ({VIDEO}, {REFERENCE})")
+        pytest.fail(f"shared media not available ({VIDEO}, {REFERENCE})")
     reference = json.loads(REFERENCE.read_text())["frames"]
     capture = cv2.VideoCapture(str(VIDEO))
     detector_in, landmark_in = [], []

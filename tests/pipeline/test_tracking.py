@@ -6,13 +6,11 @@ side in one 1920x1088 frame, so there are always exactly two people at full size
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from jobs.sample_media import media_dir
 from worker.pipeline import pose
@@ -24,16 +22,6 @@ from worker.pipeline.tracker import StaticIdMatcher, VideoTracker
 RUNNER = media_dir() / "runner_1080p.mp4"
 FRAMES = 45
 LAG = 20
-
-
-@pytest.fixture(scope="module")
-def pipeline(model_paths: dict[str, Path]) -> Iterator[pose.PosePipeline]:
-    """The pipeline with the service's thread settings, restored afterwards for other test modules."""
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    pose.configure_cpu_threads()
-    yield pose.PosePipeline(model_dir=model_paths["pose_detection"].parent)
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(cv_threads)
 
 
 @pytest.fixture(scope="module")
