@@ -60,6 +60,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         max_overflow=pool_size,
         pool_recycle=1800,
         isolation_level="AUTOCOMMIT",
+        # an unreachable host must fail fast (and be retried) rather than stall a worker's supervision
+        connect_args={"connect_timeout": 5},
     )
 
 
