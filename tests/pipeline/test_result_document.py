@@ -227,3 +227,11 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "r.json").exists()
     assert cli_run.main([str(text), "-o", str(tmp_path / "r.json"), "--max-people", "0"]) == 2
     assert cli_run.main([str(text)]) == 2  # -o is required
+
+
+def test_service_jobs_cannot_write_an_overlay_on_the_worker(pipeline, tmp_path: Path) -> None:
+    """Job params come from API clients: a path to write to on the worker's host is refused."""
+    target = tmp_path / "planted.mp4"
+    with pytest.raises(ValueError, match="only available to `pose-service run --overlay`"):
+        pipeline(str(FIVE_FRAMES), {"overlay": str(target)}, lambda done, total: None)
+    assert not target.exists()

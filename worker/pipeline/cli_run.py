@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         from worker.pipeline.pose import RunOptions, create
 
         RunOptions.from_params(params)  # argument errors before the models load
-        pipeline = create()
+        pipeline = create(allow_overlay=True)
         started[0] = time.perf_counter()  # the rate shown is the video's, not the model loading's
         document = pipeline(args.video, params, progress)
     except BadInput as exc:

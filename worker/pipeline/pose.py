@@ -161,8 +161,12 @@ class PosePipeline:
         backend: str = "torch",
         default_device: str = "auto",
         chunk_frames: int | None = None,
+        allow_overlay: bool = False,
     ) -> None:
         self.model_paths = weights.model_paths(model_dir)
+        # job params come from API clients; an overlay path would let them write files on the worker's
+        # host, so only the standalone `pose-service run --overlay` may ask for one
+        self.allow_overlay = allow_overlay
         self.weights_sha256 = weights.weights_sha256(model_dir)
         self.loader = loader
         self.backend = backend
@@ -189,6 +193,9 @@ class PosePipeline:
     ) -> dict[str, Any]:
         started = time.perf_counter()
         opts = RunOptions.from_params(params)
+        if opts.overlay is not None and not self.allow_overlay:
+            raise ValueError("params.overlay writes a file on the worker's host; it is only available to "
+                             "`pose-service run --overlay`, not to service jobs")
         device = resolve_device(opts.device)
         models = self._models_for(device)
         clock = _Clock()
@@ -309,7 +316,7 @@ class PosePipeline:
         return step
 
 
-def create() -> PosePipeline:
+def create(*, allow_overlay: bool = False) -> PosePipeline:
     """The worker's factory: import torch, verify and load both models once (device ``auto``)."""
     configure_cpu_threads()
-    return PosePipeline()
+    return PosePipeline(allow_overlay=allow_overlay)
