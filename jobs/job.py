@@ -37,7 +37,8 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
-        data = dict(row._mapping)
+        """From a named-tuple row of pose_jobs (extra columns, as in a combined statement, are ignored)."""
+        data = row._asdict()
         data["state"] = JobState(data["state"])
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 

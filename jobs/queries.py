@@ -41,6 +41,14 @@ def _all() -> dict[str, TextClause]:
     return compiled
 
 
+@cache
+def driver_sql(name: str) -> str:
+    """The statement as psycopg takes it (``%(name)s`` parameters), compiled once per process."""
+    from sqlalchemy.dialects.postgresql.psycopg import dialect
+
+    return str(query(name).compile(dialect=dialect()))
+
+
 def query(name: str) -> TextClause:
     """The compiled statement called ``name``; a KeyError names the missing query."""
     try:

@@ -96,7 +96,17 @@ def test_insert_and_cancel_triggers_notify(database_url, store: JobStore):
         store.claim("w1", lease_s=10)
         store.cancel(job_id)
         notes = [(n.channel, n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
-    assert notes == [("pose_jobs_queued", str(job_id)), ("pose_jobs_cancel", str(job_id))]
+    assert notes == [("pose_jobs_queued", ""), ("pose_jobs_cancel", str(job_id))]
+
+
+def test_a_batch_insert_wakes_workers_once(database_url):
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as listener:
+        listener.execute("LISTEN pose_jobs_queued")
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            conn.execute("INSERT INTO pose_jobs (video_path) SELECT '/v' || g || '.mp4' FROM generate_series(1, 500) g")
+            conn.execute("INSERT INTO pose_jobs (video_path) VALUES ('/single.mp4')")
+        notes = list(listener.notifies(timeout=1))
+    assert [n.channel for n in notes] == ["pose_jobs_queued", "pose_jobs_queued"]
 
 
 def test_every_transition_is_in_the_event_log_even_by_hand(database_url, store: JobStore):
