@@ -87,8 +87,9 @@ class JobStore:
                     return fetch(cur)
             except psycopg.Error as exc:
                 dead = isinstance(exc, psycopg.OperationalError) and fairy.driver_connection.broken
-                if dead:
+                if dead:  # its pooled siblings died with the same server: start a fresh pool
                     fairy.invalidate()
+                    self.engine.dispose(close=False)
                 if not (retry and dead):
                     raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=dead) from exc
                 log.warning("database connection lost during %s; retrying once on a new one", name)

@@ -188,3 +188,15 @@ def test_worker_survives_a_postgres_restart(private_postgres, start_worker):
     assert (done.started_at - done.created_at).total_seconds() < 1.0
     assert worker.proc.poll() is None
     store.close()
+
+
+def test_store_calls_succeed_right_after_a_postgres_restart(private_postgres):
+    url, outage = private_postgres
+    store = JobStore.connect(url, pool_size=3)
+    job, _ = store.submit("/videos/a.mp4")
+    idle = [store.engine.raw_connection() for _ in range(3)]
+    for conn in idle:
+        conn.close()  # three pooled connections that the restart will kill
+    outage(0.2)
+    assert store.get(job.id).id == job.id  # a dead connection costs one retry, not an error
+    store.close()
