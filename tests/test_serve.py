@@ -58,3 +58,29 @@ def test_serve_runs_web_and_workers_and_stops_them_all(database_url: str, tmp_pa
         if serve.poll() is None:
             serve.kill()
         log.close()
+
+
+def test_workers_stop_when_serve_is_killed(database_url: str, tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "POSE_DATABASE_URL": database_url, "POSE_HOME": str(tmp_path / "home")}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "serve", "--port", str(port), "--workers", "2",
+         "--pipeline", FAKE_PIPELINE],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            def pool() -> list:
+                try:
+                    return client.get("/v1/pool").json()["workers"]
+                except httpx.TransportError:
+                    return []
+
+            workers = wait_for(lambda: len(w := pool()) == 2 and w, 60, interval=0.2, what="two workers")
+        serve.kill()  # no chance to stop its workers itself
+        serve.wait()
+        for pid in (int(w["pid"]) for w in workers):
+            # PR_SET_PDEATHSIG sends them SIGTERM: they stop gracefully instead of running unsupervised
+            wait_for(lambda p=pid: not Path(f"/proc/{p}").exists(), 15, what=f"orphaned worker {pid} to stop")
+    finally:
+        if serve.poll() is None:
+            serve.kill()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from jobs.states import ErrorKind
 from worker.child_protocol import CHILD_FD_ENV, ChildMessage, JobRequest
+from worker.parent_death import parent_env
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class PipelineChild:
 
     def __init__(self, pipeline: str, *, max_jobs: int, env: dict[str, str], kill_grace_s: float) -> None:
         read_fd, write_fd = os.pipe()
-        child_env = {**os.environ, **env, CHILD_FD_ENV: str(write_fd)}
+        child_env = {**os.environ, **env, **parent_env(), CHILD_FD_ENV: str(write_fd)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker.pipeline.child", "--pipeline", pipeline, "--max-jobs", str(max_jobs)],
             stdin=subprocess.PIPE,

@@ -45,11 +45,13 @@ def worker_command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from jobs.cli.web import serve_web
+    from worker.parent_death import parent_env
 
     settings = settings_from(args, **worker_overrides(args))
     url = resolve_database_url(settings)
     upgrade(url)
-    env = {**os.environ, "POSE_DATABASE_URL": url}  # workers share the resolved server, embedded or not
+    # workers share the resolved server (embedded or not) and stop gracefully if serve dies
+    env = {**os.environ, "POSE_DATABASE_URL": url, **parent_env()}
     workers = [subprocess.Popen(worker_command(args), env=env) for _ in range(max(0, args.workers))]
     log.info("started %d worker daemon(s): pids %s", len(workers), [w.pid for w in workers])
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it under the handler that was in place

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_daemon(settings: Settings, gpu: str | None = None) -> int:
     from worker.daemon import WorkerDaemon
+    from worker.parent_death import die_with_parent
+
+    die_with_parent(signal.SIGTERM)  # started by `serve` or `--gpus all`: stop gracefully with it
 
     url, store = open_store(settings)
     store.close()
@@ -88,6 +92,7 @@ def without_gpus_flag(argv: list[str]) -> list[str]:
 
 def run_per_gpu(args: argparse.Namespace) -> int:
     from worker.gpus import visible_gpus
+    from worker.parent_death import parent_env
 
     gpus = visible_gpus()
     if not gpus:
@@ -97,7 +102,7 @@ def run_per_gpu(args: argparse.Namespace) -> int:
     procs = []
     for gpu in gpus:
         cmd = [sys.executable, "-m", "jobs.cli", *base] + (["--gpu", gpu] if gpu is not None else [])
-        procs.append(subprocess.Popen(cmd))
+        procs.append(subprocess.Popen(cmd, env={**os.environ, **parent_env()}))
     log.info("started %d worker daemons (GPUs %s)", len(procs), ", ".join(str(g) for g in gpus))
 
     def forward(signum: int, _frame: object) -> None:

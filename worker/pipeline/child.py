@@ -13,12 +13,14 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
 from typing import IO, Any
 
 from worker.child_protocol import CHILD_FD_ENV, ChildMessage, JobRequest
+from worker.parent_death import die_with_parent
 from worker.pipeline.contract import BadInput, Pipeline
 
 log = logging.getLogger("pose_service.child")
@@ -80,27 +82,12 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
     reporter.send(ChildMessage("done", job_id=request.job_id, done=done, total=total))
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this child when its worker dies (even by kill -9), so an orphaned child
-    never keeps a GPU busy with a job that has been handed to someone else."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() == 1:  # the worker died before prctl took effect
-        os._exit(1)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.pipeline.child")
     parser.add_argument("--pipeline", required=True, help="module:factory")
     parser.add_argument("--max-jobs", type=int, default=0, help="exit after this many jobs (0: no limit)")
     args = parser.parse_args(argv)
-    die_with_parent()
+    die_with_parent(signal.SIGKILL)  # an orphaned child must not keep a GPU busy
     faulthandler.enable()  # a segfault leaves its Python stack in the stderr tail the worker reports
     logging.basicConfig(level=os.environ.get("POSE_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
