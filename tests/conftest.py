@@ -7,6 +7,7 @@ so workers in one test can never see another test's jobs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,37 +68,38 @@ def _admin(url: str) -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), autocommit=True)
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A uniquely named database on ``server_url`` (a copy of ``template`` if given), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with _admin(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield name
+    finally:
+        with _admin(server_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str) -> Iterator[str]:
-    name = f"pose_tmpl_{uuid.uuid4().hex[:8]}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    upgrade(with_dbname(pg_server_url, name))
-    yield name
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(pg_server_url, "pose_tmpl") as name:
+        upgrade(with_dbname(pg_server_url, name))
+        yield name
 
 
 @pytest.fixture
 def database_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for this test alone."""
-    name = f"pose_t_{uuid.uuid4().hex[:10]}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield with_dbname(pg_server_url, name)
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(pg_server_url, "pose_t", template_db) as name:
+        yield with_dbname(pg_server_url, name)
 
 
 @pytest.fixture
 def empty_database_url(pg_server_url: str) -> Iterator[str]:
     """A database with no schema at all (for migration tests)."""
-    name = f"pose_e_{uuid.uuid4().hex[:10]}"
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield with_dbname(pg_server_url, name)
-    with _admin(pg_server_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(pg_server_url, "pose_e") as name:
+        yield with_dbname(pg_server_url, name)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from jobs.job import Job
 from jobs.states import JobState
-from jobs.store import IdempotencyConflict
+from jobs.store import IdempotencyConflict, JobStore
 from web.context import AppContext, ctx, db
 from web.errors import ApiError
 from web.representation import (
@@ -226,6 +226,14 @@ async def list_jobs(request: Request) -> Response:
 
 
 # ---- control -------------------------------------------------------------------------------------
+async def _existing_job(store: JobStore, job_id: int) -> Job:
+    """The job a control statement did not change: 404 if it does not exist at all."""
+    existing = await db(store.get, job_id)
+    if existing is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id}")
+    return existing
+
+
 async def cancel_job(request: Request) -> Response:
     """Queued → cancelled now; running → cancel requested (its worker kills the pipeline within a
     second and records the cancellation); finished → 409."""
@@ -233,9 +241,7 @@ async def cancel_job(request: Request) -> Response:
     store = ctx(request).store
     job = await db(store.cancel, job_id)
     if job is None:
-        existing = await db(store.get, job_id)
-        if existing is None:
-            raise ApiError(404, "job_not_found", f"no job {job_id}")
+        existing = await _existing_job(store, job_id)
         raise ApiError(409, "job_finished", f"job {job_id} is already {existing.state.value}")
     return JSONResponse(job_to_dict(job), status_code=202 if job.state == JobState.RUNNING else 200)
 
@@ -245,9 +251,7 @@ async def retry_job(request: Request) -> Response:
     store = ctx(request).store
     job = await db(store.retry, job_id)
     if job is None:
-        existing = await db(store.get, job_id)
-        if existing is None:
-            raise ApiError(404, "job_not_found", f"no job {job_id}")
+        existing = await _existing_job(store, job_id)
         raise ApiError(
             409,
             "not_retryable",
