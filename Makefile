@@ -11,7 +11,7 @@ VIDEO  ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models demo test lint bench bench-queue bench-warm bench-web bench-pipeline clean
+.PHONY: install models demo test lint bench bench-queue bench-warm bench-web bench-pipeline bench-parity clean
 
 install: $(STAMP)
 
@@ -34,7 +34,7 @@ test: install models
 lint: install
 	$(VENV)/bin/ruff check .
 
-bench: bench-queue bench-warm bench-web bench-pipeline
+bench: bench-queue bench-warm bench-web bench-pipeline bench-parity
 
 bench-queue: install
 	$(PY) bench/queue_core.py
@@ -47,6 +47,9 @@ bench-web: install
 
 bench-pipeline: install models
 	$(PY) bench/pipeline_fps.py
+
+bench-parity: install models
+	$(PY) bench/tensor_parity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

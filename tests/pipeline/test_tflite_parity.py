@@ -8,114 +8,50 @@ LiteRT (``ai_edge_litert``, with its default XNNPACK kernels, i.e. what MediaPip
   resize modes, block-sparse DENSIFY, ...);
 * batching: N inputs at once give the per-item results.
 
-Tolerances. Coordinates are compared at 1e-3 (pixels of the model input) and scores / probabilities /
-the heatmap at 1e-4 after the sigmoid the pipeline applies, except where float32 rounding alone is larger
-than that. Measured against a float64 run of the same graph (12 frames, 8 noise seeds), LiteRT and this
-converter are each off by up to ~1.3e-3 on the detector's regressors (values up to ~800) on real frames,
-by ~3e-3 on landmark z and (LiteRT) ~1e-2 on the segmentation probability for noise inputs; two float32
-implementations then differ by about the sum. Those outputs get the looser bounds in
-``_DETECTOR_TOLERANCES`` and ``_LANDMARK_TOLERANCES``, about twice the largest torch-vs-LiteRT difference
-measured; everything else is held to the 1e-3 / 1e-4 targets.
+Tolerances (``DETECTOR_CHECKS`` / ``LANDMARK_CHECKS`` in ``litert_oracle.py``). The issue asks for 1e-3 on
+coordinates (pixels of the model input) and 1e-4 on scores / probabilities / the heatmap after the
+sigmoid the pipeline applies. Every output is held to that except where LiteRT's own float32 rounding
+is larger: measured against a float64 run of the same graph (``bench/tensor_parity.py``), LiteRT is off
+by ~1.3e-3 on the detector's regressors (values up to ~800) on real frames, by ~1e-3 on landmark z of
+real crops and ~4e-3 on noise, and by ~1.5e-3 on the segmentation probability; this converter is off
+by about as much, so the two float32 implementations differ by up to the sum. Those outputs get
+bounds of about twice the largest torch-vs-LiteRT difference measured.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import flatbuffers
 import numpy as np
 import pytest
 import tflite
 import torch
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from jobs.sample_media import shared_dir
+from tests.pipeline.litert_oracle import (
+    DETECTOR_CHECKS,
+    LANDMARK_CHECKS,
+    PARITY_FRAMES,
+    PARITY_SEEDS,
+    Check,
+    landmark_xyz,
+    litert,
+    max_differences,
+    noise_inputs,
+    real_inputs,
+    torch_outputs,
+)
 from worker.pipeline.tfl import ops
 from worker.pipeline.tfl.sparsity import DimensionMetadata, Sparsity, densify
 from worker.pipeline.tflite_torch import TFLiteModule, UnsupportedOperator, load_tflite
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = shared_dir()
-VIDEO = SHARED / "media" / "runner_1080p.mp4"
-REFERENCE = SHARED / "reference" / "runner_1080p.mediapipe.static.json"
-REAL_FRAMES = (0, 90)
-
-
-# ---------------------------------------------------------------------------------------------------
-# oracle
-
-
-def litert(model: Path | bytes, x: np.ndarray) -> list[np.ndarray]:
-    """Run LiteRT on each item of the batch ``x`` (LiteRT models have batch 1) and stack the results."""
-    kwargs = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
-    interpreter = Interpreter(num_threads=2, **kwargs)
-    interpreter.allocate_tensors()
-    (inp,) = interpreter.get_input_details()
-    per_item = []
-    for item in x:
-        interpreter.set_tensor(inp["index"], item[None].astype(inp["dtype"]))
-        interpreter.invoke()
-        per_item.append([interpreter.get_tensor(o["index"]).copy() for o in interpreter.get_output_details()])
-    return [np.concatenate(column) for column in zip(*per_item, strict=True)]
-
-
-def torch_outputs(module: TFLiteModule, x: np.ndarray) -> list[np.ndarray]:
-    with torch.inference_mode():
-        return [y.numpy() for y in module(torch.from_numpy(x))]
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x.astype(np.float64), -80.0, 80.0)))
-
-
 # ---------------------------------------------------------------------------------------------------
 # the BlazePose models
 
-Extract = Callable[[list[np.ndarray]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One compared quantity: how to get it from the outputs, and its bound on real / random inputs."""
-
-    name: str
-    extract: Extract
-    real: float
-    noise: float
-
-
-def _landmarks(outputs: list[np.ndarray]) -> np.ndarray:
-    return outputs[0].reshape(len(outputs[0]), 39, 5)
-
-
-_DETECTOR_TOLERANCES = (
-    # raw box + keypoint regressors, pixels of the 224 input; LiteRT vs float64 alone is ~1.3e-3 on frames
-    Check("regressors", lambda o: o[0], real=3e-3, noise=1e-3),
-    Check("score", lambda o: sigmoid(o[1]), real=1e-4, noise=1e-4),
-)
-_LANDMARK_TOLERANCES = (
-    Check("landmark x/y", lambda o: _landmarks(o)[..., :2], real=1e-3, noise=4e-3),
-    Check("landmark z", lambda o: _landmarks(o)[..., 2], real=3e-3, noise=1e-2),
-    Check("visibility/presence", lambda o: sigmoid(_landmarks(o)[..., 3:]), real=1e-4, noise=1e-4),
-    Check("pose flag", lambda o: o[1], real=1e-4, noise=1e-4),
-    Check("segmentation", lambda o: sigmoid(o[2]), real=2e-3, noise=2e-2),
-    Check("heatmap", lambda o: sigmoid(o[3]), real=1e-4, noise=1e-4),
-    Check("world landmarks (m)", lambda o: o[4], real=2e-4, noise=2e-4),
-)
-
-
-def assert_parity(ours: list[np.ndarray], theirs: list[np.ndarray], checks: tuple[Check, ...], real: bool) -> None:
-    assert [o.shape for o in ours] == [t.shape for t in theirs]
-    report = {}
-    for check in checks:
-        diff = float(np.abs(check.extract(ours) - check.extract(theirs)).max())
-        report[check.name] = (diff, check.real if real else check.noise)
-    failures = {name: f"{diff:.3g} > {bound:g}" for name, (diff, bound) in report.items() if diff > bound}
-    assert not failures, f"torch vs LiteRT max abs differences over bound: {failures} (all: {report})"
+MODELS = {"detector": DETECTOR_CHECKS, "landmark": LANDMARK_CHECKS}
 
 
 @pytest.fixture(scope="module")
@@ -128,74 +64,62 @@ def landmark_model(pose_landmark_path: Path) -> TFLiteModule:
     return load_tflite(pose_landmark_path)
 
 
-def _letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    resized = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    out = np.zeros((size, size, 3), np.uint8)
-    top, left = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
-    out[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
-    return out
-
-
-def _person_crop(rgb: np.ndarray, landmarks: list[list[float]], size: int) -> np.ndarray:
-    """A square crop around MediaPipe's reference landmarks for the frame, 30% margin."""
-    h, w = rgb.shape[:2]
-    points = np.asarray(landmarks)[:, :2] * [w, h]
-    center = (points.min(0) + points.max(0)) / 2
-    half = (points.max(0) - points.min(0)).max() * 0.65
-    src = np.float32([center - half, center + [half, -half], center + [-half, half]])
-    dst = np.float32([[0, 0], [size, 0], [0, size]])
-    return cv2.warpAffine(rgb, cv2.getAffineTransform(src, dst), (size, size))
-
-
 @pytest.fixture(scope="module")
-def real_inputs() -> dict[str, np.ndarray]:
-    """Detector input (letterboxed 224², [-1, 1]) and landmark input (256² person crop, [0, 1])."""
-    if not VIDEO.is_file() or not REFERENCE.is_file():
-        pytest.fail(f"shared media not available ({VIDEO}, {REFERENCE})")
-    reference = json.loads(REFERENCE.read_text())["frames"]
-    capture = cv2.VideoCapture(str(VIDEO))
-    detector_in, landmark_in = [], []
-    for index in range(max(REAL_FRAMES) + 1):
-        ok, bgr = capture.read()
-        assert ok, f"could not read frame {index} of {VIDEO}"
-        if index in REAL_FRAMES:
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            detector_in.append(_letterbox(rgb, 224).astype(np.float32) / 127.5 - 1.0)
-            landmark_in.append(_person_crop(rgb, reference[index]["landmarks"], 256).astype(np.float32) / 255.0)
-    capture.release()
-    return {"detector": np.stack(detector_in), "landmark": np.stack(landmark_in)}
+def parity_inputs() -> dict[str, dict[str, np.ndarray]]:
+    """``{"real" | "noise": {"detector" | "landmark": batch}}``: frames of runner_1080p.mp4 and noise."""
+    try:
+        return {"real": real_inputs(PARITY_FRAMES), "noise": noise_inputs(PARITY_SEEDS)}
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
 
 
-def test_detector_matches_litert_on_real_frames(
-    detector: TFLiteModule, pose_detection_path: Path, real_inputs: dict[str, np.ndarray]
+def assert_parity(ours: list[np.ndarray], theirs: list[np.ndarray], checks: tuple[Check, ...], kind: str) -> None:
+    bounds = {check.name: check.real if kind == "real" else check.noise for check in checks}
+    report = {name: (diff, bounds[name]) for name, diff in max_differences(ours, theirs, checks).items()}
+    failures = {name: f"{diff:.3g} > {bound:g}" for name, (diff, bound) in report.items() if diff > bound}
+    assert not failures, f"torch vs LiteRT max abs differences over bound: {failures} (all: {report})"
+
+
+def _model_path(model: str, model_paths: dict[str, Path]) -> Path:
+    return model_paths["pose_detection" if model == "detector" else "pose_landmark_full"]
+
+
+@pytest.mark.parametrize("kind", ["real", "noise"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_models_match_litert(
+    model: str, kind: str, parity_inputs: dict[str, dict[str, np.ndarray]], model_paths: dict[str, Path],
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    module: TFLiteModule = request.getfixturevalue("detector" if model == "detector" else "landmark_model")
+    x = parity_inputs[kind][model]
+    ours, theirs = torch_outputs(module, x), litert(_model_path(model, model_paths), x)
+    assert_parity(ours, theirs, MODELS[model], kind)
+    if model == "landmark" and kind == "real":
+        assert theirs[1].min() > 0.9, "the crops should contain a person (else this test compares noise)"
+
+
+@pytest.mark.parametrize("kind", ["real", "noise"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_bound_is_looser_than_the_issue_only_where_litert_itself_is_off_by_more(
+    model: str, kind: str, parity_inputs: dict[str, dict[str, np.ndarray]], model_paths: dict[str, Path]
 ) -> None:
-    x = real_inputs["detector"]
-    assert_parity(torch_outputs(detector, x), litert(pose_detection_path, x), _DETECTOR_TOLERANCES, real=True)
-
-
-def test_landmark_model_matches_litert_on_real_crops(
-    landmark_model: TFLiteModule, pose_landmark_path: Path, real_inputs: dict[str, np.ndarray]
-) -> None:
-    x = real_inputs["landmark"]
-    ours, theirs = torch_outputs(landmark_model, x), litert(pose_landmark_path, x)
-    assert_parity(ours, theirs, _LANDMARK_TOLERANCES, real=True)
-    assert theirs[1].min() > 0.9, "the crops should contain a person (else this test compares noise)"
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_detector_matches_litert_on_noise(detector: TFLiteModule, pose_detection_path: Path, seed: int) -> None:
-    x = np.random.default_rng(seed).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
-    assert_parity(torch_outputs(detector, x), litert(pose_detection_path, x), _DETECTOR_TOLERANCES, real=False)
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_landmark_model_matches_litert_on_noise(
-    landmark_model: TFLiteModule, pose_landmark_path: Path, seed: int
-) -> None:
-    x = np.random.default_rng(seed).uniform(0, 1, (1, 256, 256, 3)).astype(np.float32)
-    assert_parity(torch_outputs(landmark_model, x), litert(pose_landmark_path, x), _LANDMARK_TOLERANCES, real=False)
+    """A loosened bound needs a cause: LiteRT's float32 result differs by more than the issue's bound from
+    a float64 evaluation of the same graph, or from LiteRT's own built-in kernels, on the same inputs."""
+    checks = [c for c in MODELS[model] if (c.real if kind == "real" else c.noise) > c.target]
+    if not checks:
+        return  # every output of this model is held to the issue's bounds on these inputs
+    path, x = _model_path(model, model_paths), parity_inputs[kind][model]
+    xnnpack = litert(path, x)
+    builtin = litert(path, x, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    exact = torch_outputs(load_tflite(path, dtype=torch.float64), x)
+    vs_builtin, vs_exact = max_differences(xnnpack, builtin, checks), max_differences(xnnpack, exact, checks)
+    unjustified = {
+        c.name: f"LiteRT is within {max(vs_builtin[c.name], vs_exact[c.name]):.3g} of float64 and its built-in "
+        f"kernels, the issue asks for {c.target:g}"
+        for c in checks
+        if max(vs_builtin[c.name], vs_exact[c.name]) <= c.target
+    }
+    assert not unjustified, unjustified
 
 
 @pytest.mark.parametrize("which", ["detector", "landmark_model"])
@@ -236,18 +160,18 @@ def test_it_runs_outside_inference_mode_too(detector: TFLiteModule) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_float32_and_float16_match_litert(
-    pose_landmark_path: Path, real_inputs: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+    pose_landmark_path: Path, parity_inputs: dict[str, dict[str, np.ndarray]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    x = real_inputs["landmark"]
+    x = parity_inputs["real"]["landmark"]
     theirs = litert(pose_landmark_path, x)
     model = load_tflite(pose_landmark_path, device="cuda")
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 keeps only 10 mantissa bits
     with torch.inference_mode():
         ours = [y.cpu().numpy() for y in model(torch.from_numpy(x))]
-    assert_parity(ours, theirs, _LANDMARK_TOLERANCES, real=True)
+    assert_parity(ours, theirs, LANDMARK_CHECKS, "real")
     with torch.inference_mode():
         half = [y.cpu().numpy() for y in model.half()(torch.from_numpy(x))]
-    xy = np.abs(_landmarks(half)[..., :2] - _landmarks(theirs)[..., :2]).max()
+    xy = np.abs(landmark_xyz(half)[..., :2] - landmark_xyz(theirs)[..., :2]).max()
     assert xy < 1.0, f"float16 landmarks are off by {xy} px of the 256 crop"
 
 
