@@ -158,6 +158,21 @@ def test_it_runs_outside_inference_mode_too(detector: TFLiteModule) -> None:
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def test_float16_weights_and_activations_stay_within_a_pixel(
+    pose_landmark_path: Path, parity_inputs: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """``model.half()``, the option meant for CUDA, runs here on the CPU's float16 kernels: the same module
+    code (plain ``nn.Conv2d``, float16 intermediates, float32 outputs) on a different backend."""
+    x = parity_inputs["real"]["landmark"][:2]
+    theirs = litert(pose_landmark_path, x)
+    with torch.inference_mode():
+        half = [y.numpy() for y in load_tflite(pose_landmark_path).half()(torch.from_numpy(x))]
+    assert all(y.dtype == np.float32 for y in half)
+    xy = np.abs(landmark_xyz(half)[..., :2] - landmark_xyz(theirs)[..., :2]).max()
+    assert xy < 1.0, f"float16 landmarks are off by {xy} px of the 256 crop"
+    assert np.abs(half[1] - theirs[1]).max() < 1e-2, "float16 pose flag"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_float32_and_float16_match_litert(
     pose_landmark_path: Path, parity_inputs: dict[str, dict[str, np.ndarray]], monkeypatch: pytest.MonkeyPatch
