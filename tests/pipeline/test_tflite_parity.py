@@ -11,11 +11,11 @@ LiteRT (``ai_edge_litert``, with its default XNNPACK kernels, i.e. what MediaPip
 Tolerances (``DETECTOR_CHECKS`` / ``LANDMARK_CHECKS`` in ``litert_oracle.py``). The issue asks for 1e-3 on
 coordinates (pixels of the model input) and 1e-4 on scores / probabilities / the heatmap after the
 sigmoid the pipeline applies. Every output is held to that except where LiteRT's own float32 rounding
-is larger: measured against a float64 run of the same graph (``bench/tensor_parity.py``), LiteRT is off
-by ~1.3e-3 on the detector's regressors (values up to ~800) on real frames, by ~1e-3 on landmark z of
-real crops and ~4e-3 on noise, and by ~1.5e-3 on the segmentation probability; this converter is off
-by about as much, so the two float32 implementations differ by up to the sum. Those outputs get
-bounds of about twice the largest torch-vs-LiteRT difference measured.
+is larger: on the detector's regressors (real frames), landmark z, landmark x/y and visibility (noise)
+and the segmentation probability, LiteRT is further than the issue's bound from a float64 evaluation
+of the same graph and from its own built-in kernels (``bench/tensor_parity.py`` prints the numbers;
+README "Accuracy against MediaPipe" has the table). Those outputs get bounds of about twice the largest
+torch-vs-LiteRT difference measured, and a test below checks that each loosening has that cause.
 """
 
 from __future__ import annotations
@@ -98,16 +98,20 @@ def test_models_match_litert(
         assert theirs[1].min() > 0.9, "the crops should contain a person (else this test compares noise)"
 
 
-@pytest.mark.parametrize("kind", ["real", "noise"])
-@pytest.mark.parametrize("model", sorted(MODELS))
+def _loosened(model: str, kind: str) -> tuple[Check, ...]:
+    """The checks of ``model`` held to a looser bound than the issue's on ``kind`` inputs."""
+    return tuple(c for c in MODELS[model] if (c.real if kind == "real" else c.noise) > c.target)
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"), [(m, k) for m in sorted(MODELS) for k in ("real", "noise") if _loosened(m, k)]
+)
 def test_a_bound_is_looser_than_the_issue_only_where_litert_itself_is_off_by_more(
     model: str, kind: str, parity_inputs: dict[str, dict[str, np.ndarray]], model_paths: dict[str, Path]
 ) -> None:
     """A loosened bound needs a cause: LiteRT's float32 result differs by more than the issue's bound from
     a float64 evaluation of the same graph, or from LiteRT's own built-in kernels, on the same inputs."""
-    checks = [c for c in MODELS[model] if (c.real if kind == "real" else c.noise) > c.target]
-    if not checks:
-        return  # every output of this model is held to the issue's bounds on these inputs
+    checks = _loosened(model, kind)
     path, x = _model_path(model, model_paths), parity_inputs[kind][model]
     xnnpack = litert(path, x)
     builtin = litert(path, x, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
