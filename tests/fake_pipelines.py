@@ -60,7 +60,100 @@ def run(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[s
         return {**_document(1), "sha256": digest, "path": video_path}
     if behave == "raise":
         raise ValueError("unknown parameter 'foo'")
+    if behave in _FAULT_BEHAVIOURS:
+        return _FAULT_BEHAVIOURS[behave](video_path, params, progress)
     raise ValueError(f"unknown behaviour {behave!r}")
+
+
+# ---- behaviours for the fault suite (chaos/) -------------------------------------------------------
+
+def _journaled(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """Like "ok", then append {key, pid, start, end} to params["journal"] (one O_APPEND write per run).
+
+    The fault suite reads the journal to find one job run to completion by two children at overlapping
+    times, which the job tables alone cannot show when the second run's result is never recorded.
+    """
+    import json
+
+    start = time.time()
+    frames = int(params.get("frames", 3))
+    delay = float(params.get("frame_s", 0.0))
+    for i in range(frames):
+        if delay:
+            time.sleep(delay)
+        progress(i + 1, frames)
+    line = json.dumps({"key": params.get("key", video_path), "pid": os.getpid(), "start": start,
+                       "end": time.time()}) + "\n"
+    fd = os.open(params["journal"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return _document(frames)
+
+
+def _memory_error(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """A real MemoryError: a 1 GiB allocation under an address-space limit just above current use.
+
+    The limit is put back afterwards, so a warm child that survives the exception is not crippled.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (min(_address_space() + (64 << 20), hard if hard > 0 else 1 << 62),
+                                            hard))
+    try:
+        blob = bytearray(1 << 30)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    return {**_document(1), "size": len(blob)}  # not reached
+
+
+def _oom(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """What the kernel's OOM killer does to a greedy child: some real allocation, then SIGKILL.
+
+    An RLIMIT_AS cap bounds what it may take, so this can never hurt the machine it runs on.
+    """
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space() + (256 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (min(cap, hard) if hard > 0 else cap, hard))
+    hoard = []
+    try:
+        for _ in range(int(params.get("mb", 128)) // 16):
+            hoard.append(b"\x01" * (16 << 20))  # touched pages, not just reserved ones
+    except MemoryError:
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
+    return _document(len(hoard))  # not reached
+
+
+def _disk_full(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """A real ENOSPC: write scratch output to /dev/full (or params["path"]), as on a full disk."""
+    import errno
+
+    target = params.get("path", "/dev/full")
+    if not os.path.exists(target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
+    with open(target, "wb") as fh:
+        fh.write(b"\0" * (1 << 20))
+        fh.flush()
+    return _document(1)  # not reached on a full device
+
+
+def _address_space() -> int:
+    """This process's current virtual size in bytes (the base for an RLIMIT_AS just above it)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+_FAULT_BEHAVIOURS = {
+    "journaled": _journaled,
+    "memory_error": _memory_error,
+    "oom": _oom,
+    "disk_full": _disk_full,
+}
 
 
 def create():
