@@ -59,6 +59,7 @@ class Settings:
     worker_mode: str = "warm"
     recycle_after: int = 1000
     pipeline: str = "worker.pipeline.pose:create"
+    retention_days: float | None = None  # uploads are deleted this long after their jobs end; None: kept
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -90,6 +91,7 @@ class Settings:
             worker_mode=mode,
             recycle_after=int(_float("POSE_RECYCLE_AFTER", cls.recycle_after)),
             pipeline=_env("POSE_PIPELINE", cls.pipeline) or cls.pipeline,
+            retention_days=_float("POSE_RETENTION_DAYS", 0.0) or None,  # unset: keep for ever
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -87,7 +87,11 @@ SCHEMAS: dict[str, Any] = {
             "attempts": {
                 "type": "object",
                 "required": ["attempt", "max_attempts"],
-                "properties": {"attempt": {"type": "integer"}, "max_attempts": {"type": "integer"}},
+                "properties": {
+                    "attempt": {"type": "integer"},
+                    "max_attempts": {"type": "integer"},
+                    "retries": {"type": "integer", "description": "times the API re-queued it (capped)"},
+                },
             },
             "timings": {
                 "type": "object",
@@ -109,6 +113,10 @@ SCHEMAS: dict[str, Any] = {
             "cancel_requested": {"type": "boolean"},
             "timeout_s": NULLABLE_NUMBER,
             "idempotency_key": NULLABLE_STRING,
+            "owner_token_id": {
+                **NULLABLE_INT,
+                "description": "the API token that submitted it; null: SQL, env token, open API",
+            },
             "links": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     },
@@ -286,7 +294,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "409": _error("the idempotency key was used for a different request"),
             "413": _error("the body or upload is too large (POSE_MAX_UPLOAD_MB)"),
             "415": _error("neither JSON nor multipart, or the upload is not a decodable video"),
-            "422": _error("invalid or unknown fields, or video_path is not an existing file"),
+            "422": _error(
+                "invalid or unknown fields, video_path is not an existing file, or priority above the token's ceiling"
+            ),
             "503": UNAVAILABLE,
         },
     },
@@ -356,7 +366,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {
             "200": _job_answer("queued again"),
             "404": _error("no such job"),
-            "409": _error("the job is neither failed nor cancelled"),
+            "409": _error("the job is neither failed nor cancelled, was retried too often, or its upload expired"),
             "503": UNAVAILABLE,
         },
     },
@@ -540,6 +550,7 @@ class _Endpoint(Protocol):
     method: str
     path: str
     protected: bool
+    submits: bool
 
 
 def build_spec(endpoints: Iterable[_Endpoint]) -> dict[str, Any]:
@@ -554,7 +565,11 @@ def build_spec(endpoints: Iterable[_Endpoint]) -> dict[str, Any]:
         if e.protected:
             operation["security"] = [{"bearerAuth": []}]
             operation["responses"].setdefault("401", _error("no token, or an unknown one"))
-            operation["responses"].setdefault("403", _error("a revoked token"))
+            operation["responses"].setdefault("403", _error("a revoked token, or one without this route's scope"))
+            if e.submits:
+                operation["responses"].setdefault(
+                    "429", _error("the token's submit rate is used up; see the Retry-After header")
+                )
         else:
             operation["security"] = []
         paths.setdefault(e.path, {})[e.method.lower()] = operation

@@ -57,7 +57,7 @@ def job_to_dict(job: Job, *, now: datetime | None = None) -> dict[str, Any]:
             "frames_total": job.frames_total,
             "percent": job.progress_percent,
         },
-        "attempts": {"attempt": job.attempt, "max_attempts": job.max_attempts},
+        "attempts": {"attempt": job.attempt, "max_attempts": job.max_attempts, "retries": job.retries},
         "timings": {
             "created_at": iso(job.created_at),
             "run_after": iso(job.run_after),
@@ -71,6 +71,7 @@ def job_to_dict(job: Job, *, now: datetime | None = None) -> dict[str, Any]:
         "cancel_requested": job.cancel_requested,
         "timeout_s": job.timeout_s,
         "idempotency_key": job.idempotency_key,
+        "owner_token_id": job.owner_token_id,
         "links": {
             "self": f"/v1/jobs/{job.id}",
             "result": f"/v1/jobs/{job.id}/result",

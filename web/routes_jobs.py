@@ -15,9 +15,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from jobs.api_tokens import Principal
 from jobs.job import Job
 from jobs.states import JobState
-from jobs.store import IdempotencyConflict, JobStore
+from jobs.store import MAX_RETRIES, IdempotencyConflict, JobStore
+from web.auth import principal_of
 from web.context import AppContext, ctx, db
 from web.errors import ApiError
 from web.representation import (
@@ -102,10 +104,28 @@ def clean_video_path(app: AppContext, value: Any) -> str:
     return app.media.resolve(path)
 
 
+def check_priority(principal: Principal, options: SubmitOptions) -> None:
+    """A client-chosen priority above the token's ceiling is refused (422), not clamped: the client
+    learns that its job would not run as urgently as it asked. Ceilings stay below the priority of
+    interactive /pose/hybrid jobs, so those always run first."""
+    if options.priority > principal.max_priority:
+        raise ApiError(
+            422,
+            "priority_too_high",
+            f"priority {options.priority} is above this token's ceiling of {principal.max_priority}",
+        )
+
+
 async def submit_job(
-    app: AppContext, options: SubmitOptions, *, video_path: str | None = None, upload_id: int | None = None
+    app: AppContext,
+    options: SubmitOptions,
+    *,
+    principal: Principal,
+    video_path: str | None = None,
+    upload_id: int | None = None,
 ) -> tuple[Job, bool]:
-    """Insert the job; (job, created). A repeated idempotency key for another request is a 409."""
+    """Insert the job, owned by the principal's token; (job, created). A repeated idempotency key
+    for another request is a 409 (keys are the owner's own: another tenant's never matches)."""
     try:
         return await db(
             app.store.submit,
@@ -116,6 +136,7 @@ async def submit_job(
             max_attempts=options.max_attempts,
             timeout_s=options.timeout_s,
             idempotency_key=options.idempotency_key,
+            owner_token_id=principal.token_id,
         )
     except IdempotencyConflict as exc:
         raise ApiError(
@@ -140,8 +161,10 @@ async def submit(request: Request) -> Response:
     doc = await read_json_object(request)
     check_fields(doc, SUBMIT_JSON_FIELDS, frozenset({"video_path"}))
     options = options_from_json(doc)
+    principal = principal_of(request)
+    check_priority(principal, options)
     path = clean_video_path(app, doc["video_path"])
-    job, created = await submit_job(app, options, video_path=path)
+    job, created = await submit_job(app, options, principal=principal, video_path=path)
     return job_response(job, created=created)
 
 
@@ -150,7 +173,9 @@ async def _submit_upload(request: Request, app: AppContext) -> Response:
     keep = False
     try:
         options = options_from_form(upload.fields)
-        job, created = await submit_job(app, options, upload_id=upload.upload_id)
+        principal = principal_of(request)
+        check_priority(principal, options)
+        job, created = await submit_job(app, options, principal=principal, upload_id=upload.upload_id)
         keep = created  # a replayed idempotent request keeps the first upload, not this copy
     finally:
         if not keep:
@@ -171,8 +196,10 @@ def job_id_of(request: Request) -> int:
 
 
 async def load_job(request: Request) -> Job:
+    """The {job_id} job if the caller may see it: another tenant's job is a 404 like a missing one,
+    so job ids tell a tenant nothing about other tenants."""
     job_id = job_id_of(request)
-    job = await db(ctx(request).store.get, job_id)
+    job = await db(ctx(request).store.get, job_id, visible_to=principal_of(request).visible_to)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id}")
     return job
@@ -187,10 +214,11 @@ async def get_result(request: Request) -> Response:
     route's GZipMiddleware when the client accepts it."""
     job_id = job_id_of(request)
     store = ctx(request).store
-    document = await db(store.result_json, job_id)
+    visible_to = principal_of(request).visible_to
+    document = await db(store.result_json, job_id, visible_to=visible_to)
     if document is not None:
         return Response(document, media_type="application/json")
-    job = await db(store.get, job_id)
+    job = await db(store.get, job_id, visible_to=visible_to)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id}")
     raise ApiError(409, "result_not_ready", f"job {job_id} is {job.state.value}; a result exists once it succeeded")
@@ -214,7 +242,14 @@ async def list_jobs(request: Request) -> Response:
         before_id = decode_cursor(query["cursor"])
         if before_id is None:
             raise ApiError(400, "invalid_cursor", "cursor is not one this server issued")
-    jobs = await db(ctx(request).store.list_jobs, state=state, since=since, before_id=before_id, limit=limit + 1)
+    jobs = await db(
+        ctx(request).store.list_jobs,
+        state=state,
+        since=since,
+        before_id=before_id,
+        limit=limit + 1,
+        visible_to=principal_of(request).visible_to,
+    )
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return JSONResponse(
@@ -226,9 +261,9 @@ async def list_jobs(request: Request) -> Response:
 
 
 # ---- control -------------------------------------------------------------------------------------
-async def _existing_job(store: JobStore, job_id: int) -> Job:
-    """The job a control statement did not change: 404 if it does not exist at all."""
-    existing = await db(store.get, job_id)
+async def _existing_job(store: JobStore, job_id: int, visible_to: int | None) -> Job:
+    """The job a control statement did not change: 404 if it does not exist for this caller."""
+    existing = await db(store.get, job_id, visible_to=visible_to)
     if existing is None:
         raise ApiError(404, "job_not_found", f"no job {job_id}")
     return existing
@@ -239,24 +274,34 @@ async def cancel_job(request: Request) -> Response:
     second and records the cancellation); finished → 409."""
     job_id = job_id_of(request)
     store = ctx(request).store
-    job = await db(store.cancel, job_id)
+    visible_to = principal_of(request).visible_to
+    job = await db(store.cancel, job_id, visible_to=visible_to)
     if job is None:
-        existing = await _existing_job(store, job_id)
+        existing = await _existing_job(store, job_id, visible_to)
         raise ApiError(409, "job_finished", f"job {job_id} is already {existing.state.value}")
     return JSONResponse(job_to_dict(job), status_code=202 if job.state == JobState.RUNNING else 200)
 
 
 async def retry_job(request: Request) -> Response:
+    """A failed or cancelled job back to the queue, at most MAX_RETRIES times per job (409 past it),
+    and never once retention has deleted its upload (409: nothing left to run)."""
     job_id = job_id_of(request)
     store = ctx(request).store
-    job = await db(store.retry, job_id)
+    visible_to = principal_of(request).visible_to
+    job = await db(store.retry, job_id, visible_to=visible_to)
     if job is None:
-        existing = await _existing_job(store, job_id)
-        raise ApiError(
-            409,
-            "not_retryable",
-            f"job {job_id} is {existing.state.value}; only failed or cancelled jobs retry",
-        )
+        existing = await _existing_job(store, job_id, visible_to)
+        if existing.state not in (JobState.FAILED, JobState.CANCELLED):
+            raise ApiError(
+                409,
+                "not_retryable",
+                f"job {job_id} is {existing.state.value}; only failed or cancelled jobs retry",
+            )
+        if existing.retries >= MAX_RETRIES:
+            raise ApiError(
+                409, "retry_limit", f"job {job_id} has been retried {existing.retries} times, the most allowed"
+            )
+        raise ApiError(409, "upload_expired", f"job {job_id}'s upload was deleted by retention; submit it again")
     return JSONResponse(job_to_dict(job))
 
 
@@ -265,6 +310,8 @@ async def stats(request: Request) -> Response:
     query = query_params(request, frozenset({"days"}))
     days = parse_int_text(query["days"], "days", lo=1, hi=STATS_MAX_DAYS) if "days" in query else STATS_DEFAULT_DAYS
     store = ctx(request).store
-    daily = await db(store.daily_stats, days)
-    failures = await db(store.failure_stats, days)
+    principal = principal_of(request)
+    owner = None if principal.admin else principal.token_id  # a tenant's statistics are its own jobs'
+    daily = await db(store.daily_stats, days, owner_token_id=owner)
+    failures = await db(store.failure_stats, days, owner_token_id=owner)
     return JSONResponse(stats_to_dict(days, daily, failures))

@@ -18,8 +18,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from jobs.api_tokens import INTERACTIVE_PRIORITY
 from jobs.job import Job
 from jobs.states import JobState
+from web.auth import principal_of
 from web.context import AppContext, ctx, db
 from web.errors import ApiError
 from web.routes_health import pool_snapshot, readiness, readiness_response
@@ -29,7 +31,7 @@ from web.validation import check_fields, clean_text, read_json_object
 
 log = logging.getLogger(__name__)
 
-HYBRID_PRIORITY = 1000
+HYBRID_PRIORITY = INTERACTIVE_PRIORITY  # above every token's priority ceiling
 HYBRID_PARAMS = {"mode": "static"}
 HYBRID_BODY_LIMIT = 32 << 20  # base64 of a large still image
 POLL_S = (0.02, 0.05, 0.1, 0.2)  # waiting for the hybrid job: quick at first, then gentler
@@ -63,7 +65,7 @@ async def submit_video(request: Request) -> Response:
     doc = await read_json_object(request)
     check_fields(doc, frozenset({"video_path"}), frozenset({"video_path"}))
     path = clean_video_path(app, doc["video_path"])
-    job, _ = await submit_job(app, SubmitOptions(), video_path=path)
+    job, _ = await submit_job(app, SubmitOptions(), principal=principal_of(request), video_path=path)
     return JSONResponse({"job_id": job.id, "status": job.state.value})
 
 
@@ -140,7 +142,7 @@ async def hybrid(request: Request) -> Response:
     options = SubmitOptions(
         priority=HYBRID_PRIORITY, params=dict(HYBRID_PARAMS), max_attempts=1, timeout_s=app.hybrid_timeout_s
     )
-    job, _ = await submit_job(app, options, upload_id=upload_id)
+    job, _ = await submit_job(app, options, principal=principal_of(request), upload_id=upload_id)
     final = await _wait_final(app, job.id, app.hybrid_timeout_s)
     if final is None:
         await db(app.store.cancel, job.id)

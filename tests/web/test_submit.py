@@ -25,7 +25,7 @@ def test_submit_path_returns_201_with_location_and_representation(client, media_
     assert job["state"] == "queued"
     assert job["priority"] == 5 and job["params"] == {"mode": "static"}
     assert job["video"] == {"source": "path", "path": str((media_root / "video.mp4").resolve())}
-    assert job["attempts"] == {"attempt": 0, "max_attempts": 2}
+    assert job["attempts"] == {"attempt": 0, "max_attempts": 2, "retries": 0}
     assert job["timeout_s"] == 60
     assert job["progress"] == {"frames_done": 0, "frames_total": None, "percent": None}
     assert job["error"] is None and job["worker_id"] is None

@@ -1,0 +1,1 @@
+"""One module per fault scenario; each has ``run(quick: bool, keep_logs: Path | None) -> Tally``."""
