@@ -4,6 +4,12 @@ The token itself is shown once, when it is created; the database keeps only its 
 backup or a curious analyst with SELECT rights cannot call the API. The web process keeps a snapshot
 of the (small) table and refreshes it every few seconds, so authenticating a request costs no query;
 revocation therefore takes effect within ``refresh_s``.
+
+Tenancy (DESIGN.md section 10): a token has scopes (``submit``, ``read``, ``admin``), a priority
+ceiling and a submit rate. Env tokens are admin. Whether the API is open at all is decided once, by
+the first successful load of the table (at startup), and never changes while the process runs:
+revoking the last token must not open a server that was started closed (and bound to 0.0.0.0), and a
+token created later does not close an open one halfway (it is logged; restart to close it).
 """
 
 from __future__ import annotations
@@ -27,6 +33,20 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "pose_"
 
+SUBMIT, READ, ADMIN = "submit", "read", "admin"
+SCOPES = (SUBMIT, READ, ADMIN)
+DEFAULT_SCOPES = (SUBMIT, READ)
+#: The priority of interactive /pose/hybrid jobs: above every token's ceiling, so a client that is
+#: waiting on one image is never queued behind ordinary submissions.
+INTERACTIVE_PRIORITY = 1000
+#: The highest ceiling a token may be given, and the ceiling of tokens that name none (env tokens
+#: and the open API included).
+MAX_CEILING = INTERACTIVE_PRIORITY - 1
+DEFAULT_MAX_PRIORITY = 100
+#: Submits per minute of a database token that names no rate (0 = unlimited). The bucket holds a
+#: minute's worth, so a client may burst that many and then continues at the rate.
+DEFAULT_RATE_PER_MIN = 120
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
@@ -44,20 +64,62 @@ class TokenRecord:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    max_priority: int | None = None  # None: DEFAULT_MAX_PRIORITY
+    rate_per_min: int | None = None  # None: DEFAULT_RATE_PER_MIN; 0: unlimited
 
 
-def create_token(engine: Engine, name: str) -> tuple[TokenRecord, str]:
+def check_token_limits(scopes: tuple[str, ...], max_priority: int | None, rate_per_min: int | None) -> None:
+    """Refuse settings the API could not honour (ValueError): unknown or no scopes, a ceiling at or
+    above the interactive priority, a negative rate."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; choose from {', '.join(SCOPES)}")
+    if not scopes:
+        raise ValueError("a token needs at least one scope")
+    if max_priority is not None and not 0 <= max_priority <= MAX_CEILING:
+        raise ValueError(
+            f"the priority ceiling must be 0..{MAX_CEILING} (interactive jobs run at {INTERACTIVE_PRIORITY})"
+        )
+    if rate_per_min is not None and rate_per_min < 0:
+        raise ValueError("the rate must be >= 0 submits per minute (0 = unlimited)")
+
+
+def create_token(
+    engine: Engine,
+    name: str,
+    *,
+    scopes: tuple[str, ...] = DEFAULT_SCOPES,
+    max_priority: int | None = None,
+    rate_per_min: int | None = None,
+) -> tuple[TokenRecord, str]:
     """Store a new token's hash; returns the record and the token (the only time it is known)."""
+    scopes = tuple(dict.fromkeys(scopes))  # ordered, without repeats
+    check_token_limits(scopes, max_priority, rate_per_min)
     token = generate_token()
+    params = {
+        "name": name,
+        "token_sha256": hash_token(token),
+        "scopes": list(scopes),
+        "max_priority": max_priority,
+        "rate_per_min": rate_per_min,
+    }
     with engine.begin() as conn:
-        row = conn.execute(query("create_api_token"), {"name": name, "token_sha256": hash_token(token)}).one()
-    return TokenRecord(row.id, row.name, row.created_at, None, None), token
+        row = conn.execute(query("create_api_token"), params).one()
+    record = TokenRecord(
+        row.id, row.name, row.created_at, None, None, tuple(row.scopes), row.max_priority, row.rate_per_min
+    )
+    return record, token
 
 
 def list_tokens(engine: Engine) -> list[TokenRecord]:
     with engine.begin() as conn:
         rows = conn.execute(query("list_api_tokens")).all()
-    return [TokenRecord(r.id, r.name, r.created_at, r.revoked_at, r.last_used_at) for r in rows]
+    return [
+        TokenRecord(r.id, r.name, r.created_at, r.revoked_at, r.last_used_at, tuple(r.scopes), r.max_priority,
+                    r.rate_per_min)
+        for r in rows
+    ]
 
 
 def revoke_token(engine: Engine, token_id: int) -> bool:
@@ -67,11 +129,62 @@ def revoke_token(engine: Engine, token_id: int) -> bool:
 
 
 class Verdict(Enum):
-    OPEN = "open"  # no token configured anywhere: the API is open (and bound to loopback)
+    OPEN = "open"  # the API was started without any token: open (and bound to loopback)
     OK = "ok"
-    MISSING = "missing"  # tokens are configured and the request has none
+    MISSING = "missing"  # the API is closed and the request has no token
     UNKNOWN = "unknown"
     REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: its scopes, the owner its jobs get, its ceiling and its rate."""
+
+    name: str
+    scopes: frozenset[str]
+    token_id: int | None = None  # the database token; None for env tokens and the open API
+    max_priority: int = DEFAULT_MAX_PRIORITY
+    rate_per_min: int | None = None  # None: unlimited
+
+    def __post_init__(self) -> None:
+        # A non-admin is confined to its own jobs by its token id; without one it would see
+        # everything (visible_to None), so such a principal must never exist.
+        if not self.admin and self.token_id is None:
+            raise ValueError("a non-admin principal needs a token id")
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN in self.scopes
+
+    def allows(self, scope: str) -> bool:
+        """Admin implies every scope."""
+        return self.admin or scope in self.scopes
+
+    @property
+    def visible_to(self) -> int | None:
+        """The owner filter for reads and control: None (every job) for admins, else the token id."""
+        return None if self.admin else self.token_id
+
+
+#: Every request of an API started open acts as this: all scopes, no owner, no rate limit.
+OPEN_PRINCIPAL = Principal("open API", frozenset(SCOPES))
+#: POSE_API_TOKENS are the operator's own: admin, no owner, no rate limit, the highest ceiling (still
+#: below interactive jobs).
+ENV_PRINCIPAL = Principal("POSE_API_TOKENS", frozenset(SCOPES), max_priority=MAX_CEILING)
+
+
+def principal_from_row(row: Any) -> Principal:
+    """A database token as the web process applies it: the defaults filled in, the ceiling kept
+    below the interactive priority even if a row was written by hand."""
+    ceiling = DEFAULT_MAX_PRIORITY if row.max_priority is None else min(int(row.max_priority), MAX_CEILING)
+    rate = DEFAULT_RATE_PER_MIN if row.rate_per_min is None else int(row.rate_per_min)
+    return Principal(
+        name=row.name,
+        scopes=frozenset(row.scopes or ()),
+        token_id=int(row.id),
+        max_priority=ceiling,
+        rate_per_min=rate or None,
+    )
 
 
 class TokenAuthority:
@@ -87,8 +200,12 @@ class TokenAuthority:
         self.engine = engine
         self.refresh_s = refresh_s
         self._env_hashes = tuple(hash_token(t).encode() for t in env_tokens)
-        self._db: dict[str, tuple[int, bool]] = {}
+        self._db: dict[str, tuple[Principal, bool]] = {}
         self._any_active_db = False
+        # Open or closed: decided by the first successful load and never again. Env tokens decide
+        # it at once; until a load succeeds the API stays closed (fail closed).
+        self._closed: bool | None = True if self._env_hashes else (None if engine is not None else False)
+        self._warned_late_tokens = False
         self._loaded_at = float("-inf")
         self._used: set[int] = set()
         self._lock = threading.Lock()
@@ -109,40 +226,64 @@ class TokenAuthority:
                 if used:
                     conn.execute(query("touch_api_tokens"), {"ids": sorted(used)})
                 rows = conn.execute(query("api_token_snapshot")).all()
-            self._db = {r.token_sha256: (int(r.id), bool(r.revoked)) for r in rows}
+            self._db = {r.token_sha256: (principal_from_row(r), bool(r.revoked)) for r in rows}
             self._any_active_db = any(not revoked for _, revoked in self._db.values())
             self._loaded_at = time.monotonic()
+            if self._closed is None:
+                self._closed = self._any_active_db
+                log.info("API tokens loaded: the API is %s for this process's lifetime",
+                         "closed" if self._closed else "OPEN")
+            elif not self._closed and self._any_active_db and not self._warned_late_tokens:
+                self._warned_late_tokens = True
+                log.warning("an API token was created while this process serves an open API; the API "
+                            "stays open (decided at startup) until the server is restarted")
 
     def needs_refresh(self) -> bool:
         return self.engine is not None and time.monotonic() - self._loaded_at >= self.refresh_s
 
     @property
+    def closed(self) -> bool:
+        """True when the API needs a token: decided by the first load (any env token, or any
+        unrevoked row then), and fixed for the process's lifetime. Undecided counts as closed."""
+        return self._closed is not False
+
+    @property
     def configured(self) -> bool:
-        """True when any token exists: from the environment, or an unrevoked row (as last loaded)."""
+        """Whether any token exists now (env, or an unrevoked row as last loaded); for reports only:
+        access is decided by ``closed``."""
         return bool(self._env_hashes) or self._any_active_db
 
     # ---- checking ------------------------------------------------------------------------------
-    def check(self, token: str | None) -> Verdict:
-        """The verdict for a request's bearer token (None when it sent none). Call refresh() first.
-        A revoked token is refused even when no other token exists and the API is otherwise open:
-        whoever holds it was meant to lose access."""
+    def check(self, token: str | None) -> tuple[Verdict, Principal | None]:
+        """The verdict for a request's bearer token (None when it sent none) and whom it acts as.
+        Call refresh() first.
+
+        On an open API a request without a token, or with an unknown one, acts as OPEN_PRINCIPAL;
+        a known token is still honoured as itself (so its jobs get their owner and it sees the same
+        jobs whether or not this server happens to be open), and a revoked one is refused: whoever
+        holds it was meant to lose access."""
+        closed = self.closed
         if not token:
-            return Verdict.MISSING if self.configured else Verdict.OPEN
+            return (Verdict.MISSING, None) if closed else (Verdict.OPEN, OPEN_PRINCIPAL)
         digest = hash_token(token)
         encoded = digest.encode()
         matched = False
         for candidate in self._env_hashes:  # no early exit: constant work whichever matches
             matched |= hmac.compare_digest(candidate, encoded)
         if matched:
-            return Verdict.OK
+            return Verdict.OK, ENV_PRINCIPAL
         entry = self._db.get(digest)
         if entry is None:
-            return Verdict.UNKNOWN if self.configured else Verdict.OPEN
-        token_id, revoked = entry
+            return (Verdict.UNKNOWN, None) if closed else (Verdict.OPEN, OPEN_PRINCIPAL)
+        principal, revoked = entry
         if revoked:
-            return Verdict.REVOKED
-        self._used.add(token_id)
-        return Verdict.OK
+            return Verdict.REVOKED, None
+        self._used.add(principal.token_id or 0)
+        return Verdict.OK, principal
 
     def describe(self) -> dict[str, Any]:
-        return {"env_tokens": len(self._env_hashes), "db_tokens_active": self._any_active_db}
+        return {
+            "api": "closed" if self.closed else "open",
+            "env_tokens": len(self._env_hashes),
+            "db_tokens_active": self._any_active_db,
+        }

@@ -34,13 +34,22 @@ class Job:
     cancel_requested: bool
     error_kind: str | None
     error_message: str | None
+    owner_token_id: int | None = None  # the API token that submitted it; None: SQL, env token, open API
+    retries: int = 0  # how often the API re-queued it after it ended (capped: jobs.store.MAX_RETRIES)
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
-        """From a named-tuple row of pose_jobs (extra columns, as in a combined statement, are ignored)."""
+        """From a named-tuple row of pose_jobs (extra columns, as in a combined statement, are ignored;
+        missing ones that have a default take it, so a statement naming its columns still works)."""
         data = row._asdict()
         data["state"] = JobState(data["state"])
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(
+            **{
+                f.name: data[f.name]
+                for f in dataclasses.fields(cls)
+                if f.name in data or f.default is dataclasses.MISSING
+            }
+        )
 
     @property
     def is_final(self) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 TS = DateTime(timezone=True)
@@ -34,6 +34,7 @@ uploads = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("sha256", Text),
     Column("complete", Boolean, nullable=False),
+    Column("deleted_at", TS),
 )
 
 upload_chunks = Table(
@@ -57,7 +58,7 @@ jobs = Table(
     Column("attempt", Integer, nullable=False),
     Column("timeout_s", Float),
     Column("run_after", TS, nullable=False),
-    Column("idempotency_key", Text, unique=True),
+    Column("idempotency_key", Text),  # unique per owner (an expression index; see migration 0002)
     Column("created_at", TS, nullable=False),
     Column("started_at", TS),
     Column("attempt_started_at", TS),
@@ -69,6 +70,8 @@ jobs = Table(
     Column("cancel_requested", Boolean, nullable=False),
     Column("error_kind", Text),
     Column("error_message", Text),
+    Column("owner_token_id", BigInteger, ForeignKey("pose_api_tokens.id", ondelete="SET NULL")),
+    Column("retries", Integer, nullable=False),
 )
 
 results = Table(
@@ -116,4 +119,7 @@ api_tokens = Table(
     Column("created_at", TS, nullable=False),
     Column("revoked_at", TS),
     Column("last_used_at", TS),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("max_priority", Integer),
+    Column("rate_per_min", Integer),
 )

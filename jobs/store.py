@@ -28,6 +28,11 @@ from jobs.states import RETRYABLE, ErrorKind, JobState
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 3
+#: How often a client may re-queue one job through the API (POST /v1/jobs/{id}/retry). Each retry
+#: grants a fresh set of attempts, so without a cap a poison video could be retried for ever.
+MAX_RETRIES = 5
+#: Uploads examined per retention statement: short transactions, whatever the backlog.
+RETENTION_BATCH = 100
 UPLOAD_CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 
@@ -123,9 +128,12 @@ class JobStore:
         timeout_s: float | None = None,
         run_after: datetime | None = None,
         idempotency_key: str | None = None,
+        owner_token_id: int | None = None,
     ) -> tuple[Job, bool]:
         """Insert a job; returns (job, created). A repeated idempotency key returns the existing job
-        when the request is the same and raises IdempotencyConflict when it differs."""
+        when the request is the same and raises IdempotencyConflict when it differs. Keys are scoped
+        to ``owner_token_id`` (the submitting API token; None for ownerless jobs), so one tenant's
+        key never meets another's."""
         if (video_path is None) == (upload_id is None):
             raise ValueError("a job needs exactly one of video_path and upload_id")
         params = params or {}
@@ -139,10 +147,13 @@ class JobStore:
             timeout_s=timeout_s,
             run_after=run_after,
             idempotency_key=idempotency_key,
+            owner_token_id=owner_token_id,
         )
         if job is not None:
             return job, True
-        existing = self._job("get_job_by_idempotency_key", idempotency_key=idempotency_key)
+        existing = self._job(
+            "get_job_by_idempotency_key", idempotency_key=idempotency_key, owner_token_id=owner_token_id
+        )
         if existing is None:  # deleted between the two statements: try once more
             return self.submit(
                 video_path,
@@ -153,6 +164,7 @@ class JobStore:
                 timeout_s=timeout_s,
                 run_after=run_after,
                 idempotency_key=idempotency_key,
+                owner_token_id=owner_token_id,
             )
         same = (
             existing.video_path == video_path
@@ -164,8 +176,12 @@ class JobStore:
             raise IdempotencyConflict(existing)
         return existing, False
 
-    def get(self, job_id: int) -> Job | None:
-        return self._job("get_job", id=job_id)
+    def get(self, job_id: int, *, visible_to: int | None = None) -> Job | None:
+        """The job, or None. ``visible_to`` (a token id) limits the answer to that token's own jobs:
+        another's job is None, exactly like a missing one, so ids reveal nothing across tenants."""
+        if visible_to is None:
+            return self._job("get_job", id=job_id)
+        return self._job("get_visible_job", id=job_id, visible_to=visible_to)
 
     def list_jobs(
         self,
@@ -174,31 +190,40 @@ class JobStore:
         since: datetime | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        visible_to: int | None = None,
     ) -> list[Job]:
-        rows = self._all("list_jobs", state=state, since=since, before_id=before_id, limit=limit)
+        rows = self._all(
+            "list_jobs", state=state, since=since, before_id=before_id, limit=limit, visible_to=visible_to
+        )
         return [Job.from_row(r) for r in rows]
 
     def result(self, job_id: int) -> dict[str, Any] | None:
         row = self._one("get_result", id=job_id)
         return row.document if row is not None else None
 
-    def result_json(self, job_id: int) -> str | None:
-        """The result document as JSON text, serialised by PostgreSQL (no Python round trip)."""
-        row = self._one("get_result_text", id=job_id)
+    def result_json(self, job_id: int, *, visible_to: int | None = None) -> str | None:
+        """The result document as JSON text, serialised by PostgreSQL (no Python round trip);
+        ``visible_to`` as in get()."""
+        if visible_to is None:
+            row = self._one("get_result_text", id=job_id)
+        else:
+            row = self._one("get_visible_result_text", id=job_id, visible_to=visible_to)
         return row.document if row is not None else None
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
         return [r._asdict() for r in self._all("job_events", id=job_id)]
 
     # ---- control -------------------------------------------------------------------------------
-    def cancel(self, job_id: int) -> Job | None:
+    def cancel(self, job_id: int, *, visible_to: int | None = None) -> Job | None:
         """Cancel a queued job now, or ask the worker of a running one to kill it. None if the job
-        does not exist or has already finished (see get())."""
-        return self._job("cancel_job", id=job_id)
+        does not exist, is not ``visible_to`` the caller (as in get()) or has already finished."""
+        return self._job("cancel_job", id=job_id, visible_to=visible_to)
 
-    def retry(self, job_id: int) -> Job | None:
-        """Re-queue a failed or cancelled job with fresh attempts; None if it is in another state."""
-        return self._job("retry_job", id=job_id)
+    def retry(self, job_id: int, *, visible_to: int | None = None, max_retries: int = MAX_RETRIES) -> Job | None:
+        """Re-queue a failed or cancelled job with fresh attempts, counting the retry. None if it is
+        in another state, was retried ``max_retries`` times already, lost its upload to retention,
+        or is not ``visible_to`` the caller (see get() for which)."""
+        return self._job("retry_job", id=job_id, visible_to=visible_to, max_retries=max_retries)
 
     # ---- the worker's side ---------------------------------------------------------------------
     def claim(self, worker_id: str, lease_s: float) -> Job | None:
@@ -329,11 +354,17 @@ class JobStore:
         row = self._one("recent_run_seconds")
         return float(row.mean_run_s) if row.mean_run_s is not None else None
 
-    def daily_stats(self, days: int) -> list[dict[str, Any]]:
-        return [r._asdict() for r in self._all("daily_stats", days=days)]
+    def daily_stats(self, days: int, *, owner_token_id: int | None = None) -> list[dict[str, Any]]:
+        """pose_job_daily_stats; with ``owner_token_id``, the same figures over that token's jobs."""
+        if owner_token_id is None:
+            return [r._asdict() for r in self._all("daily_stats", days=days)]
+        return [r._asdict() for r in self._all("daily_stats_owned", days=days, owner_token_id=owner_token_id)]
 
-    def failure_stats(self, days: int) -> list[dict[str, Any]]:
-        return [r._asdict() for r in self._all("failure_stats", days=days)]
+    def failure_stats(self, days: int, *, owner_token_id: int | None = None) -> list[dict[str, Any]]:
+        """pose_job_failures; with ``owner_token_id``, over that token's jobs only."""
+        if owner_token_id is None:
+            return [r._asdict() for r in self._all("failure_stats", days=days)]
+        return [r._asdict() for r in self._all("failure_stats_owned", days=days, owner_token_id=owner_token_id)]
 
     # ---- uploads -------------------------------------------------------------------------------
     def store_upload(
@@ -372,6 +403,19 @@ class JobStore:
 
     def delete_upload(self, upload_id: int) -> None:
         self._exec("delete_upload", upload_id=upload_id)
+
+    def delete_expired_uploads(self, retention_days: float, *, batch: int = RETENTION_BATCH) -> int:
+        """Retention (DESIGN.md section 3): delete the bytes of uploads whose jobs all ended more than
+        ``retention_days`` ago, and uploads no job refers to that are that old. Runs batch after
+        batch until none is left; returns how many uploads it emptied or removed. Safe to run from
+        several processes at once."""
+        total = 0
+        while True:
+            row = self._one("delete_expired_uploads", retention_s=retention_days * 86400.0, batch=batch)
+            done = int(row.emptied) + int(row.removed)
+            total += done
+            if done < batch:
+                return total
 
 
 class UploadTooLarge(Exception):

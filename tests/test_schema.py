@@ -129,3 +129,53 @@ def test_idempotency_key(store: JobStore):
         assert exc.existing.id == first.id
     else:
         raise AssertionError("a conflicting reuse of the key was accepted")
+
+
+def test_tenancy_migration_both_ways_keeps_jobs_tokens_and_triggers(empty_database_url):
+    """0002 adds owners, retry counts, token scopes and limits, per-owner idempotency keys and upload
+    deletion marks; its downgrade removes them again without losing a job, and keeps the global
+    key constraint valid by clearing the later duplicates of keys that were only unique per owner."""
+    url = libpq_url(empty_database_url)
+    upgrade(empty_database_url, "0001_job_core")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO pose_api_tokens (name, token_sha256) VALUES ('old', 'h1')")
+        conn.execute("INSERT INTO pose_jobs (video_path, idempotency_key) VALUES ('/a.mp4', 'k')")
+    upgrade(empty_database_url, "0002_tenancy")
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT scopes, max_priority, rate_per_min FROM pose_api_tokens").fetchall() == [
+            (["submit", "read"], None, None)]  # tokens from before: least privilege
+        assert conn.execute("SELECT owner_token_id, retries FROM pose_jobs").fetchall() == [(None, 0)]
+        conn.execute("INSERT INTO pose_api_tokens (name, token_sha256, scopes) VALUES ('t2', 'h2', '{admin}')")
+        conn.execute("INSERT INTO pose_jobs (video_path, idempotency_key, owner_token_id) VALUES ('/b.mp4', 'k', 1)")
+        conn.execute("INSERT INTO pose_jobs (video_path, idempotency_key, owner_token_id) VALUES ('/c.mp4', 'k', 2)")
+        try:
+            conn.execute("INSERT INTO pose_jobs (video_path, idempotency_key, owner_token_id) "
+                         "VALUES ('/d.mp4', 'k', 2)")
+        except psycopg.errors.UniqueViolation:
+            pass
+        else:
+            raise AssertionError("one owner used a key twice")
+        try:
+            conn.execute("INSERT INTO pose_api_tokens (name, token_sha256, scopes) VALUES ('x', 'h3', '{write}')")
+        except psycopg.errors.CheckViolation:
+            pass
+        else:
+            raise AssertionError("an unknown scope was accepted")
+        events = conn.execute("SELECT count(*) FROM pose_job_events").fetchone()[0]
+        assert events == 3  # the event trigger still records every insert
+        assert conn.execute("SELECT sum(submitted) FROM pose_job_daily_stats").fetchone()[0] == 3
+    downgrade(empty_database_url, "0001_job_core")
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT video_path, idempotency_key FROM pose_jobs ORDER BY id").fetchall()
+        assert rows == [("/a.mp4", "k"), ("/b.mp4", None), ("/c.mp4", None)]
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name IN "
+            "('pose_jobs', 'pose_api_tokens', 'pose_uploads')").fetchall()}
+        assert not columns & {"owner_token_id", "retries", "scopes", "max_priority", "rate_per_min", "deleted_at"}
+        try:
+            conn.execute("INSERT INTO pose_jobs (video_path, idempotency_key) VALUES ('/e.mp4', 'k')")
+        except psycopg.errors.UniqueViolation:
+            pass
+        else:
+            raise AssertionError("the global key constraint did not come back")
+    upgrade(empty_database_url)

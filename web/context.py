@@ -6,7 +6,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from jobs.api_tokens import TokenAuthority
 from jobs.settings import Settings
 from jobs.store import JobStore
 from web.media_paths import MediaRoots
+from web.rate_limit import SubmitRateLimiter
 
 T = TypeVar("T")
 
@@ -34,6 +35,7 @@ class AppContext:
     media: MediaRoots
     hybrid_timeout_s: float
     spool_dir: Path | None
+    limiter: SubmitRateLimiter = field(default_factory=SubmitRateLimiter)
 
     @property
     def max_upload_bytes(self) -> int:

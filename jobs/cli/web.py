@@ -2,7 +2,8 @@
 
 serve_web() is also what `pose-service serve` calls for its web part. It refuses to start on a schema
 this code does not match, logs the effective configuration with secrets masked, and, when no API
-token is configured anywhere, warns loudly and binds to loopback unless a host was given.
+token is configured anywhere, warns loudly and binds to loopback unless a host was given. That
+decision is taken once, here, and holds for the process's lifetime (jobs/api_tokens.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ OPEN_API_WARNING = """
 *  NO API TOKEN IS CONFIGURED: every route of this server is open to anyone who can reach it.   *
 *  Binding to 127.0.0.1 only. Create a token with `pose-service tokens create NAME` or set      *
 *  POSE_API_TOKENS, or pass --host explicitly to expose the open API anyway.                    *
+*  The API stays open until this server restarts, even if a token is created meanwhile.         *
 ************************************************************************************************"""
 
 
@@ -72,9 +74,11 @@ def serve_web(settings: Settings, host: str | None, port: int) -> None:
     store = JobStore.connect(resolve_database_url(settings), pool_size=WEB_POOL_SIZE)
     try:
         ensure_schema_current(store.engine)
+        # One authority decides open-or-closed once, here, and the app applies that same decision:
+        # the bind address and the access rule can never disagree (DESIGN.md section 10).
         tokens = TokenAuthority(store.engine, settings.api_tokens)
         tokens.refresh(force=True)
-        if not tokens.configured:
+        if not tokens.closed:
             log.warning(OPEN_API_WARNING)
             if host is None:
                 host = LOOPBACK
@@ -82,7 +86,7 @@ def serve_web(settings: Settings, host: str | None, port: int) -> None:
             host = ALL_INTERFACES
         if not settings.media_roots:
             log.info("POSE_MEDIA_ROOTS is unset: clients can submit uploads, not server-side paths")
-        app = create_app(settings, store)
+        app = create_app(settings, store, tokens=tokens)
         log.info("serving the REST API on http://%s:%d (%s)", host, port, tokens.describe())
         uvicorn.run(
             app,

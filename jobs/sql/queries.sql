@@ -3,26 +3,35 @@
 -- Parameters are SQLAlchemy-style :names.
 
 -- name: submit_job
--- A new job; with an idempotency key that already exists nothing is inserted and no row returns.
+-- A new job; with an idempotency key that its owner already used nothing is inserted and no row
+-- returns. Keys are unique per owner (token id; ownerless jobs share owner 0).
 INSERT INTO pose_jobs (video_path, upload_id, priority, params, max_attempts, timeout_s, run_after,
-                       idempotency_key)
+                       idempotency_key, owner_token_id)
 VALUES (:video_path, :upload_id, :priority, CAST(:params AS jsonb), :max_attempts, :timeout_s,
-        COALESCE(CAST(:run_after AS timestamptz), now()), :idempotency_key)
-ON CONFLICT (idempotency_key) DO NOTHING
+        COALESCE(CAST(:run_after AS timestamptz), now()), :idempotency_key, :owner_token_id)
+ON CONFLICT ((COALESCE(owner_token_id, 0)), idempotency_key) DO NOTHING
 RETURNING *;
 
 -- name: get_job
 SELECT * FROM pose_jobs WHERE id = :id;
 
+-- name: get_visible_job
+-- A job as one caller may see it: :visible_to NULL sees every job, a token id only its own.
+SELECT * FROM pose_jobs
+WHERE id = :id AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to);
+
 -- name: get_job_by_idempotency_key
-SELECT * FROM pose_jobs WHERE idempotency_key = :idempotency_key;
+SELECT * FROM pose_jobs
+WHERE COALESCE(owner_token_id, 0) = COALESCE(CAST(:owner_token_id AS bigint), 0)
+  AND idempotency_key = :idempotency_key;
 
 -- name: list_jobs
--- Newest first, keyset-paged on id (the cursor is the last id seen).
+-- Newest first, keyset-paged on id (the cursor is the last id seen); :visible_to as in get_visible_job.
 SELECT * FROM pose_jobs
 WHERE (CAST(:state AS text) IS NULL OR state = :state)
   AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
   AND (CAST(:before_id AS bigint) IS NULL OR id < :before_id)
+  AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to)
 ORDER BY id DESC
 LIMIT :limit;
 
@@ -192,28 +201,40 @@ RETURNING j.id, j.state, j.attempt;
 
 -- name: cancel_job
 -- Queued jobs are cancelled at once; running ones get a request that their worker hears (NOTIFY
--- from a trigger) and acts on. Finished jobs are left alone.
+-- from a trigger) and acts on. Finished jobs, and jobs the caller may not see (:visible_to as in
+-- get_visible_job), are left alone.
 UPDATE pose_jobs
 SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
     finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
     cancel_requested = true
 WHERE id = :id AND state IN ('queued', 'running')
+  AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to)
 RETURNING *;
 
 -- name: retry_job
--- An operator's retry of a finished failure: a fresh set of attempts.
-UPDATE pose_jobs
+-- A client's retry of a finished failure: a fresh set of attempts. Each one counts in `retries`, and
+-- past :max_retries the job stays as it is, so a poison job cannot be re-queued forever. A job whose
+-- upload retention already deleted has nothing left to run and stays as it is too.
+UPDATE pose_jobs AS j
 SET state = 'queued', attempt = 0, run_after = now(), cancel_requested = false, worker_id = NULL,
     started_at = NULL, attempt_started_at = NULL, finished_at = NULL, frames_done = 0,
-    error_kind = NULL, error_message = NULL
-WHERE id = :id AND state IN ('failed', 'cancelled')
-RETURNING *;
+    error_kind = NULL, error_message = NULL, retries = j.retries + 1
+WHERE j.id = :id AND j.state IN ('failed', 'cancelled') AND j.retries < :max_retries
+  AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to)
+  AND NOT EXISTS (SELECT 1 FROM pose_uploads AS u WHERE u.id = j.upload_id AND u.deleted_at IS NOT NULL)
+RETURNING j.*;
 
 -- name: get_result
 SELECT document FROM pose_results WHERE job_id = :id;
 
 -- name: get_result_text
 SELECT document::text AS document FROM pose_results WHERE job_id = :id;
+
+-- name: get_visible_result_text
+-- The result of a job the caller may see (:visible_to as in get_visible_job), serialised by PostgreSQL.
+SELECT r.document::text AS document
+FROM pose_results AS r JOIN pose_jobs AS j ON j.id = r.job_id
+WHERE r.job_id = :id AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to);
 
 -- name: job_events
 SELECT * FROM pose_job_events WHERE job_id = :id ORDER BY id;
@@ -268,6 +289,47 @@ SELECT * FROM pose_job_failures
 WHERE day >= (now() AT TIME ZONE 'UTC')::date - :days + 1
 ORDER BY day DESC, failures DESC;
 
+-- name: daily_stats_owned
+-- pose_job_daily_stats restricted to one token's jobs (the statistics a non-admin token sees). The
+-- select list must stay the view's (tests/web/test_tenancy.py compares the two on the same jobs).
+SELECT (created_at AT TIME ZONE 'UTC')::date                       AS day,
+       count(*)                                                     AS submitted,
+       count(*) FILTER (WHERE state = 'succeeded')                  AS succeeded,
+       count(*) FILTER (WHERE state = 'failed')                     AS failed,
+       count(*) FILTER (WHERE state = 'cancelled')                  AS cancelled,
+       count(*) FILTER (WHERE state IN ('queued', 'running'))       AS pending,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at))
+           FILTER (WHERE started_at IS NOT NULL)                    AS wait_p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at))
+           FILTER (WHERE started_at IS NOT NULL)                    AS wait_p95_s,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempt_started_at))
+           FILTER (WHERE state = 'succeeded')                       AS run_p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempt_started_at))
+           FILTER (WHERE state = 'succeeded')                       AS run_p95_s,
+       coalesce(sum(frames_done) FILTER (WHERE state = 'succeeded'), 0) AS frames_processed,
+       sum(extract(epoch FROM finished_at - attempt_started_at)) FILTER (WHERE state = 'succeeded')
+                                                                    AS run_seconds
+FROM pose_jobs
+WHERE owner_token_id = :owner_token_id
+  AND (created_at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - :days + 1
+GROUP BY 1
+ORDER BY day DESC;
+
+-- name: failure_stats_owned
+-- pose_job_failures restricted to one token's jobs; same columns as the view.
+SELECT (e.at AT TIME ZONE 'UTC')::date AS day,
+       e.error_kind,
+       count(*)                        AS failures,
+       count(DISTINCT e.job_id)        AS jobs,
+       count(*) FILTER (WHERE e.to_state = 'failed') AS final_failures,
+       max(e.at)                       AS last_at,
+       (array_agg(e.error_message ORDER BY e.at DESC))[1] AS last_message
+FROM pose_job_events AS e JOIN pose_jobs AS j ON j.id = e.job_id
+WHERE e.error_kind IS NOT NULL AND j.owner_token_id = :owner_token_id
+  AND (e.at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - :days + 1
+GROUP BY 1, 2
+ORDER BY day DESC, failures DESC;
+
 -- name: create_upload
 INSERT INTO pose_uploads (filename, content_type) VALUES (:filename, :content_type) RETURNING id;
 
@@ -279,7 +341,8 @@ UPDATE pose_uploads SET size_bytes = :size_bytes, sha256 = :sha256, complete = t
 WHERE id = :upload_id;
 
 -- name: get_upload
-SELECT id, filename, content_type, size_bytes, sha256, complete FROM pose_uploads WHERE id = :upload_id;
+SELECT id, filename, content_type, size_bytes, sha256, complete, deleted_at FROM pose_uploads
+WHERE id = :upload_id;
 
 -- name: upload_chunk_seqs
 SELECT seq FROM pose_upload_chunks WHERE upload_id = :upload_id ORDER BY seq;
@@ -289,6 +352,36 @@ SELECT data FROM pose_upload_chunks WHERE upload_id = :upload_id AND seq = :seq;
 
 -- name: delete_upload
 DELETE FROM pose_uploads WHERE id = :upload_id;
+
+-- name: delete_expired_uploads
+-- Retention (POSE_RETENTION_DAYS): the bytes of uploads whose jobs all ended more than :retention_s
+-- ago are deleted; the pose_uploads row stays (the jobs refer to it) and is marked deleted_at.
+-- Uploads no job refers to (a web process died between storing and submitting) go entirely once
+-- they are that old. Batches of :batch rows keep each transaction short; SKIP LOCKED lets several
+-- processes run it at once.
+WITH expired AS (
+    SELECT u.id, EXISTS (SELECT 1 FROM pose_jobs AS j WHERE j.upload_id = u.id) AS referenced
+    FROM pose_uploads AS u
+    WHERE u.deleted_at IS NULL
+      AND u.created_at < now() - make_interval(secs => :retention_s)
+      AND NOT EXISTS (SELECT 1 FROM pose_jobs AS j
+                      WHERE j.upload_id = u.id
+                        AND (j.finished_at IS NULL OR j.state NOT IN ('succeeded', 'failed', 'cancelled')
+                             OR j.finished_at >= now() - make_interval(secs => :retention_s)))
+    ORDER BY u.id
+    LIMIT :batch
+    FOR UPDATE OF u SKIP LOCKED
+), chunks AS (
+    DELETE FROM pose_upload_chunks AS c USING expired AS e WHERE c.upload_id = e.id AND e.referenced
+), orphans AS (  -- their chunks go by ON DELETE CASCADE
+    DELETE FROM pose_uploads AS u USING expired AS e WHERE u.id = e.id AND NOT e.referenced
+    RETURNING u.id
+), marked AS (
+    UPDATE pose_uploads AS u SET deleted_at = now()
+    FROM expired AS e WHERE u.id = e.id AND e.referenced
+    RETURNING u.id
+)
+SELECT (SELECT count(*) FROM marked) AS emptied, (SELECT count(*) FROM orphans) AS removed;
 
 -- name: schema_revision
 SELECT version_num FROM alembic_version;

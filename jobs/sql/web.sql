@@ -2,11 +2,13 @@
 -- Loaded with queries.sql by jobs/queries.py; names are unique across files.
 
 -- name: create_api_token
-INSERT INTO pose_api_tokens (name, token_sha256) VALUES (:name, :token_sha256)
-RETURNING id, name, created_at;
+INSERT INTO pose_api_tokens (name, token_sha256, scopes, max_priority, rate_per_min)
+VALUES (:name, :token_sha256, CAST(:scopes AS text[]), :max_priority, :rate_per_min)
+RETURNING id, name, created_at, scopes, max_priority, rate_per_min;
 
 -- name: list_api_tokens
-SELECT id, name, created_at, revoked_at, last_used_at FROM pose_api_tokens ORDER BY id;
+SELECT id, name, created_at, revoked_at, last_used_at, scopes, max_priority, rate_per_min
+FROM pose_api_tokens ORDER BY id;
 
 -- name: revoke_api_token
 -- Idempotent: revoking twice keeps the first revocation time.
@@ -15,7 +17,8 @@ RETURNING id, name, revoked_at;
 
 -- name: api_token_snapshot
 -- The whole (small) token table as the web process caches it: hashes only, never tokens.
-SELECT id, token_sha256, revoked_at IS NOT NULL AS revoked FROM pose_api_tokens;
+SELECT id, name, token_sha256, revoked_at IS NOT NULL AS revoked, scopes, max_priority, rate_per_min
+FROM pose_api_tokens;
 
 -- name: touch_api_tokens
 -- Batched last-use stamps, written at most once per refresh instead of once per request.

@@ -35,7 +35,7 @@ def test_job_shows_progress_attempts_timings_and_worker(client, web_store, media
     body = client.get(f"/v1/jobs/{job['id']}").json()
     assert body["state"] == "running" and body["worker_id"] == "w-1"
     assert body["progress"] == {"frames_done": 25, "frames_total": 100, "percent": 25.0}
-    assert body["attempts"] == {"attempt": 1, "max_attempts": 4}
+    assert body["attempts"] == {"attempt": 1, "max_attempts": 4, "retries": 0}
     assert body["timings"]["started_at"] is not None and body["timings"]["wait_s"] >= 0
     assert body["timings"]["run_s"] is not None and body["timings"]["finished_at"] is None
 
