@@ -1,6 +1,7 @@
 # pose-service: two commands on a fresh machine.
 #   make demo   - install everything, fetch the model weights, run the service on a video
 #   make test   - install everything, fetch the model weights, run the whole test suite
+#   make chaos  - the fault suite (kill -9, PostgreSQL restarts/outage, network faults, child faults)
 # Override the torch build with TORCH=... (e.g. `make demo TORCH=torch` for a CUDA build),
 # the video with VIDEO=/abs/path.mp4 (default: runner_1080p.mp4 from ../shared/media or POSE_SHARED_DIR).
 
@@ -11,7 +12,7 @@ VIDEO  ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models demo test lint bench bench-queue bench-warm bench-web bench-pipeline bench-parity clean
+.PHONY: install models demo test lint chaos bench bench-queue bench-warm bench-web bench-pipeline bench-parity clean
 
 install: $(STAMP)
 
@@ -33,6 +34,10 @@ test: install models
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# the fault suite (minutes; not part of `make test`): CHAOS_ARGS="--quick" or "--only kill9_loop"
+chaos: install
+	$(PY) -m chaos.run $(CHAOS_ARGS)
 
 bench: bench-queue bench-warm bench-web bench-pipeline bench-parity
 
