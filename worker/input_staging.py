@@ -25,10 +25,10 @@ def staged_video(store: JobStore, job: Job, work_dir: Path) -> Iterator[str]:
         yield job.video_path
         return
     assert job.upload_id is not None
-    info = store.upload_info(job.upload_id) or {}
-    suffix = Path(info.get("filename") or "").suffix[:16] or ".bin"
     work_dir.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix=f"job{job.id}-", suffix=suffix, dir=work_dir)
+    # No suffix, and never the client's: a name ending in .m3u8 or .ffconcat would steer FFmpeg to a
+    # demuxer that reads the files the upload names. The content alone decides (media_checks.py).
+    fd, path = tempfile.mkstemp(prefix=f"job{job.id}-", dir=work_dir)
     try:
         size = 0
         with os.fdopen(fd, "wb") as fh:

@@ -37,12 +37,11 @@ from worker.pipeline.crops import CropWarper
 from worker.pipeline.detector import Detections, PoseDetector
 from worker.pipeline.landmarks import USED_OUTPUTS, LandmarkModel
 from worker.pipeline.overlay import OverlayWriter
+from worker.pipeline.pose_params import DEFAULT_MAX_PEOPLE, PARAMS
 from worker.pipeline.result_document import FrameResult, build_document
 from worker.pipeline.tracker import Person, StaticIdMatcher, VideoTracker
 from worker.pipeline.video_source import Frame, VideoSource
 
-DEFAULT_MAX_PEOPLE = 4
-MAX_MAX_PEOPLE = 32
 #: Frames taken from the decoder per step: enough to batch the detector on the CPU; more on a GPU,
 #: where bigger batches are nearly free.
 CHUNK_FRAMES = {"cpu": 8, "cuda": 32}
@@ -56,7 +55,9 @@ ModelLoader = Callable[[str, torch.device, Sequence[str] | None], Callable[[torc
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Per-job options from ``params``; anything else in ``params`` is rejected so typos do not pass."""
+    """Per-job options from ``params``, checked against the one declaration in pose_params.PARAMS
+    (which the web also checks at submit); anything else in ``params`` is rejected so typos do not
+    pass. ``overlay`` is checked here only: it is not a service param (see pose_params)."""
 
     max_people: int = DEFAULT_MAX_PEOPLE
     device: str = "auto"
@@ -64,28 +65,13 @@ class RunOptions:
     mode: str = "video"
     overlay: str | None = None
 
-    ALLOWED = ("max_people", "device", "smoothing", "mode", "overlay")
-
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> RunOptions:
         params = dict(params or {})
-        unknown = sorted(set(params) - set(cls.ALLOWED))
-        if unknown:
-            raise ValueError(f"unknown pipeline params {unknown}; allowed: {list(cls.ALLOWED)}")
-        opts = cls(**params)
-        if isinstance(opts.max_people, bool) or not isinstance(opts.max_people, int):
-            raise ValueError(f"max_people must be an integer, got {opts.max_people!r}")
-        if not 1 <= opts.max_people <= MAX_MAX_PEOPLE:
-            raise ValueError(f"max_people must be between 1 and {MAX_MAX_PEOPLE}, got {opts.max_people}")
-        if opts.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {opts.device!r}")
-        if not isinstance(opts.smoothing, bool):
-            raise ValueError(f"smoothing must be true or false, got {opts.smoothing!r}")
-        if opts.mode not in ("video", "static"):
-            raise ValueError(f"mode must be 'video' or 'static', got {opts.mode!r}")
-        if opts.overlay is not None and not isinstance(opts.overlay, str):
-            raise ValueError(f"overlay must be a file path, got {opts.overlay!r}")
-        return opts
+        overlay = params.pop("overlay", None)
+        if overlay is not None and not isinstance(overlay, str):
+            raise ValueError(f"overlay must be a file path, got {overlay!r}")
+        return cls(**PARAMS.validate(params), overlay=overlay)  # InvalidParams is a ValueError
 
 
 def resolve_device(name: str) -> torch.device:

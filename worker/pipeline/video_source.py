@@ -28,9 +28,8 @@ import cv2
 import numpy as np
 
 from worker.pipeline.contract import BadInput
+from worker.pipeline.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, pixel_problem, video_container
 
-#: Smallest frame side we accept: nothing smaller can show a person the detector could find.
-MIN_SIDE = 16
 #: Consecutive failed grabs tolerated before the stream is taken to have ended (damaged stretch).
 MAX_CONSECUTIVE_FAILURES = 64
 _ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
@@ -92,12 +91,10 @@ class VideoSource:
         if raw_w <= 0 or raw_h <= 0:
             self._cap.release()
             raise BadInput(f"{self.path} has no video stream with a frame size")
-        if min(raw_w, raw_h) < MIN_SIDE:
+        problem = pixel_problem(raw_w, raw_h)
+        if problem is not None:  # before the first frame is decoded: a pixel bomb never allocates
             self._cap.release()
-            raise BadInput(
-                f"{self.path} is {raw_w}x{raw_h} pixels; frames smaller than {MIN_SIDE} pixels on a side "
-                f"cannot show a person"
-            )
+            raise BadInput(f"{self.path} is {problem}")
         width, height = (raw_h, raw_w) if rotation in (90, 270) else (raw_w, raw_h)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -122,6 +119,15 @@ class VideoSource:
             raise BadInput(f"{self.path} is not a regular file")
         if os.path.getsize(self.path) == 0:
             raise BadInput(f"{self.path} is empty (0 bytes)")
+        with open(self.path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+        if video_container(head) is None:
+            # FFmpeg would also open playlists and concat lists, which read other files: only
+            # self-contained containers are decoded, whoever submitted the path (media_checks)
+            raise BadInput(
+                f"{self.path} cannot be opened as a video: it is not in a video container format this "
+                f"service decodes ({VIDEO_CONTAINERS}); playlists and lists of other files are refused"
+            )
 
     # -- decoding thread -------------------------------------------------------------------------------
 

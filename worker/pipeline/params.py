@@ -1,0 +1,90 @@
+"""Job ``params`` schemas: one declaration of what a pipeline accepts, read by the pipeline itself and
+by the web, which refuses a bad job at submit (422) instead of letting it fail later on a worker.
+
+Standard library only, because the web imports it and must never import torch. A pipeline factory
+``pkg.mod:create`` declares its schema as ``PARAMS`` in the light companion module ``pkg.mod_params``
+(the pose pipeline's is ``worker.pipeline.pose_params``); :func:`schema_for` finds it from the factory
+name alone. A pipeline without such a module declares nothing, and any JSON object is accepted for
+it, as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class InvalidParams(ValueError):
+    """``params`` that the pipeline would refuse; the message says which one and why."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its JSON type (``int``, ``bool``, ``str``), default, allowed values or range."""
+
+    kind: type
+    default: Any
+    choices: tuple[Any, ...] | None = None
+    lo: int | None = None
+    hi: int | None = None
+    doc: str = ""
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """Why ``value`` is not acceptable for ``name``, or None."""
+        # bool is an int in Python but not in JSON: true is no max_people
+        if isinstance(value, bool) != (self.kind is bool) or not isinstance(value, self.kind):
+            return f"{name} must be {_KIND_NAMES.get(self.kind, self.kind.__name__)}, got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{name} must be one of {', '.join(repr(c) for c in self.choices)}, got {value!r}"
+        if self.lo is not None and self.hi is not None and not self.lo <= value <= self.hi:
+            return f"{name} must be between {self.lo} and {self.hi}, got {value!r}"
+        return None
+
+
+_KIND_NAMES = {int: "an integer", bool: "true or false", str: "a string"}
+
+
+@dataclass(frozen=True)
+class ParamsSchema:
+    params: Mapping[str, Param]
+
+    def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Every declared param, the given value or its default; InvalidParams for an unknown name or a
+        value of the wrong type or range."""
+        given = dict(params or {})
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise InvalidParams(f"unknown pipeline params {unknown}; allowed: {list(self.params)}")
+        out: dict[str, Any] = {}
+        for name, spec in self.params.items():
+            value = given.get(name, spec.default)
+            problem = spec.problem(name, value)
+            if problem is not None:
+                raise InvalidParams(problem)
+            out[name] = value
+        return out
+
+
+@functools.lru_cache(maxsize=16)
+def schema_for(factory: str) -> ParamsSchema | None:
+    """The params schema of the pipeline factory ``module:function``, or None when it declares none.
+
+    Imports only the companion ``<module>_params`` module (never the pipeline's own, which may load
+    torch). A companion that exists but fails to import is an error, not "no schema"."""
+    module = factory.partition(":")[0].strip()
+    if not module:
+        return None
+    name = f"{module}_params"
+    try:
+        companion = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == name or name.startswith(exc.name + ".")):
+            return None
+        raise
+    schema = getattr(companion, "PARAMS", None)
+    if not isinstance(schema, ParamsSchema):
+        raise TypeError(f"{name}.PARAMS must be a worker.pipeline.params.ParamsSchema")
+    return schema
