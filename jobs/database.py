@@ -45,6 +45,21 @@ def sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg://" + libpq_url(url)[len("postgresql://") :]
 
 
+#: libpq options of every connection pose-service opens. An unreachable host fails fast instead of
+#: stalling a worker; TCP keepalives and ``tcp_user_timeout`` turn a peer host that vanished into a
+#: connection error within about half a minute instead of never (libpq ignores them on Unix
+#: sockets). A middlebox that still acknowledges but forwards nothing is caught per call by
+#: jobs/db_deadline.py instead.
+CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine tuned for one-statement transactions.
 
@@ -60,8 +75,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         max_overflow=pool_size,
         pool_recycle=1800,
         isolation_level="AUTOCOMMIT",
-        # an unreachable host must fail fast (and be retried) rather than stall a worker's supervision
-        connect_args={"connect_timeout": 5},
+        connect_args=dict(CONNECT_ARGS),
     )
 
 

@@ -14,6 +14,9 @@ from importlib import resources
 from sqlalchemy import TextClause, text
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+#: A block whose comment has a line ``-- once: <why>`` must not be repeated after its connection
+#: dropped: the first execution may have committed, and a second would do the work twice.
+_ONCE = re.compile(r"^--\s*once:", re.MULTILINE)
 
 
 def parse_named_queries(source: str) -> dict[str, str]:
@@ -47,6 +50,12 @@ def driver_sql(name: str) -> str:
     from sqlalchemy.dialects.postgresql.psycopg import dialect
 
     return str(query(name).compile(dialect=dialect()))
+
+
+@cache
+def runs_once(name: str) -> bool:
+    """Whether statement ``name`` is marked ``-- once:`` (not safe to repeat blindly)."""
+    return _ONCE.search(query(name).text) is not None
 
 
 def query(name: str) -> TextClause:

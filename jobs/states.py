@@ -39,6 +39,8 @@ class ErrorKind(StrEnum):
     WORKER_LOST = "worker_lost"  # the lease expired: the worker itself died or lost its host
     BAD_INPUT = "bad_input"  # unreadable / not a video / no frames: retrying cannot help
     PIPELINE_ERROR = "pipeline_error"  # the pipeline raised on a readable input (a bug or bad params)
+    RESOURCE_EXHAUSTED = "resource_exhausted"  # out of memory (RAM or GPU), disk full, OOM-killed
+    RESULT_REJECTED = "result_rejected"  # PostgreSQL refused to store the result (too large, invalid)
 
 
-RETRYABLE = frozenset({ErrorKind.TIMEOUT, ErrorKind.CRASH, ErrorKind.WORKER_LOST})
+RETRYABLE = frozenset({ErrorKind.TIMEOUT, ErrorKind.CRASH, ErrorKind.WORKER_LOST, ErrorKind.RESOURCE_EXHAUSTED})

@@ -21,8 +21,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from jobs.database import make_engine, transaction
+from jobs.db_deadline import Cutoff, deadline
 from jobs.job import Job
-from jobs.queries import driver_sql, query
+from jobs.queries import driver_sql, query, runs_once
 from jobs.states import RETRYABLE, ErrorKind, JobState
 
 log = logging.getLogger(__name__)
@@ -56,19 +57,46 @@ class Outcome:
         return self.state is not None
 
 
+class _Default:
+    """Marks "no per-call timeout given": use the store's own."""
+
+
+DEFAULT = _Default()
+
+#: How long one ordinary statement may wait for its reply (a claim, a status read, a lease
+#: extension): generous for a loaded server, short next to a job's lease.
+CALL_TIMEOUT_S = 15.0
+#: Statements that move a result document get this much more per MiB they carry.
+CALL_SECONDS_PER_MIB = 0.5
+
+
 class JobStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, call_timeout_s: float | None = CALL_TIMEOUT_S) -> None:
         self.engine = engine
+        self.call_timeout_s = call_timeout_s
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 5) -> JobStore:
-        return cls(make_engine(url, pool_size=pool_size))
+    def connect(cls, url: str, *, pool_size: int = 5, call_timeout_s: float | None = CALL_TIMEOUT_S) -> JobStore:
+        return cls(make_engine(url, pool_size=pool_size), call_timeout_s=call_timeout_s)
+
+    def _bulk_timeout(self, payload_chars: int) -> float | None:
+        """The deadline of a statement that carries ``payload_chars`` of document."""
+        if self.call_timeout_s is None:
+            return None
+        return self.call_timeout_s + CALL_SECONDS_PER_MIB * payload_chars / (1 << 20)
 
     def close(self) -> None:
         self.engine.dispose()
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _run(self, name: str, params: dict[str, Any], fetch: Callable[[psycopg.Cursor[Any]], T]) -> T:
+    def _run(
+        self,
+        name: str,
+        params: dict[str, Any],
+        fetch: Callable[[psycopg.Cursor[Any]], T],
+        *,
+        timeout_s: float | None | _Default = DEFAULT,
+    ) -> T:
         """Run one named statement (autocommit: one round trip) and ``fetch`` from its cursor.
 
         Statements go straight to a pooled psycopg connection: the hot paths (claim, finish, status
@@ -76,25 +104,36 @@ class JobStore:
         layer cost as much CPU as psycopg itself. Rows are named tuples. Errors surface as SQLAlchemy's
         DBAPIError family, like everywhere else in the code.
 
-        A connection that died under us (database restarted) is discarded and the call repeated once
-        on a fresh one. A statement that may have run before its connection dropped is safe to repeat
-        here: every write is guarded by state, and a doubly claimed job is returned by its lease.
+        Every call has a client-side deadline (``call_timeout_s`` unless ``timeout_s`` says otherwise;
+        None: none), so a connection that silently stopped answering fails like a dropped one
+        instead of blocking its thread forever (jobs/db_deadline.py).
+
+        A connection that died under us (database restarted) is discarded, and the call is repeated
+        once on a fresh one, unless the statement is marked ``-- once:`` in its SQL: the first
+        execution may have committed before the reply was lost, and repeating a claim would claim a
+        second job. Those raise the connection error (with ``connection_invalidated`` set) for the
+        caller to handle; a worker's heartbeat returns any job it claimed without knowing it.
         """
         sql = driver_sql(name)
-        for retry in (True, False):
+        limit = self.call_timeout_s if isinstance(timeout_s, _Default) else timeout_s
+        for retry in (not runs_once(name), False):
             try:
                 fairy = self.engine.raw_connection()
             except psycopg.Error as exc:  # no connection at all: the server is down or unreachable
-                raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+                raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=True) from exc
+            conn = fairy.driver_connection
+            cutoff = Cutoff()
             try:
-                with fairy.driver_connection.cursor(row_factory=namedtuple_row) as cur:
+                with deadline(_socket_of(conn), limit) as cutoff, conn.cursor(row_factory=namedtuple_row) as cur:
                     cur.execute(sql, params)
                     return fetch(cur)
             except psycopg.Error as exc:
-                dead = isinstance(exc, psycopg.OperationalError) and fairy.driver_connection.broken
+                dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
                 if dead:  # its pooled siblings died with the same server: start a fresh pool
                     fairy.invalidate()
                     self.engine.dispose(close=False)
+                if cutoff.fired:
+                    exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
                 if not (retry and dead):
                     raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=dead) from exc
                 log.warning("database connection lost during %s; retrying once on a new one", name)
@@ -102,8 +141,8 @@ class JobStore:
                 fairy.close()
         raise AssertionError("unreachable")
 
-    def _one(self, name: str, **params: Any) -> Any:
-        return self._run(name, params, lambda cur: cur.fetchone())
+    def _one(self, name: str, call_timeout: float | None | _Default = DEFAULT, **params: Any) -> Any:
+        return self._run(name, params, lambda cur: cur.fetchone(), timeout_s=call_timeout)
 
     def _exec(self, name: str, **params: Any) -> int:
         """A statement that returns no rows; the number of rows it touched."""
@@ -198,16 +237,16 @@ class JobStore:
         return [Job.from_row(r) for r in rows]
 
     def result(self, job_id: int) -> dict[str, Any] | None:
-        row = self._one("get_result", id=job_id)
+        row = self._one("get_result", call_timeout=None, id=job_id)
         return row.document if row is not None else None
 
     def result_json(self, job_id: int, *, visible_to: int | None = None) -> str | None:
         """The result document as JSON text, serialised by PostgreSQL (no Python round trip);
         ``visible_to`` as in get()."""
         if visible_to is None:
-            row = self._one("get_result_text", id=job_id)
+            row = self._one("get_result_text", call_timeout=None, id=job_id)
         else:
-            row = self._one("get_visible_result_text", id=job_id, visible_to=visible_to)
+            row = self._one("get_visible_result_text", call_timeout=None, id=job_id, visible_to=visible_to)
         return row.document if row is not None else None
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
@@ -254,6 +293,7 @@ class JobStore:
     ) -> Outcome:
         row = self._one(
             "finish_succeeded",
+            call_timeout=self._bulk_timeout(len(document_json)),
             id=job.id,
             worker_id=worker_id,
             attempt=job.attempt,
@@ -275,6 +315,7 @@ class JobStore:
         """succeed() and claim() in one statement and one commit."""
         row = self._one(
             "finish_succeeded_and_claim",
+            call_timeout=self._bulk_timeout(len(document_json)),
             id=job.id,
             worker_id=worker_id,
             attempt=job.attempt,
@@ -328,8 +369,14 @@ class JobStore:
     def register_worker(self, worker_id: str, *, host: str, pid: int, gpu: str | None, mode: str) -> None:
         self._exec("register_worker", id=worker_id, host=host, pid=pid, gpu=gpu, mode=mode)
 
-    def worker_heartbeat(self, worker_id: str, current_job_id: int | None) -> None:
-        self._exec("worker_heartbeat", id=worker_id, current_job_id=current_job_id)
+    def worker_heartbeat(self, worker_id: str, current_job_id: int | None) -> list[tuple[int, int]]:
+        """Mark the worker alive, running ``current_job_id``; returns (job id, attempt) of each job
+        that ran under its id without it knowing, now back in the queue (a lost claim reply)."""
+        return [(r.id, r.attempt) for r in self._all("worker_heartbeat", id=worker_id, current_job_id=current_job_id)]
+
+    def set_worker_problem(self, worker_id: str, problem: str | None) -> None:
+        """Record why the worker cannot run jobs (None: it can again)."""
+        self._exec("set_worker_problem", id=worker_id, problem=problem)
 
     def worker_stopped(self, worker_id: str) -> None:
         self._exec("worker_stopped", id=worker_id)
@@ -416,6 +463,14 @@ class JobStore:
             total += done
             if done < batch:
                 return total
+
+
+def _socket_of(conn: psycopg.Connection[Any]) -> int:
+    """The connection's socket, or -1 when it has none any more (the call will fail by itself)."""
+    try:
+        return conn.pgconn.socket
+    except psycopg.Error:
+        return -1
 
 
 class UploadTooLarge(Exception):

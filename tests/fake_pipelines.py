@@ -148,7 +148,28 @@ def _address_space() -> int:
         return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _unstorable(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """A result that is valid JSON but that PostgreSQL's jsonb refuses (a NUL character)."""
+    return {**_document(1), "note": "nul \x00 here"}
+
+
+class _FullDisk(dict):
+    """Serialising this raises ENOSPC part-way, as a write to a full disk does."""
+
+    def items(self):  # type: ignore[override]
+        import errno
+
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _result_disk_full(video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
+    """A result whose writing fails on a full disk after its first frames are written."""
+    return {**_document(int(params.get("frames", 50))), "tail": _FullDisk(x=1)}
+
+
 _FAULT_BEHAVIOURS = {
+    "unstorable": _unstorable,
+    "result_disk_full": _result_disk_full,
     "journaled": _journaled,
     "memory_error": _memory_error,
     "oom": _oom,
@@ -158,6 +179,11 @@ _FAULT_BEHAVIOURS = {
 
 def create():
     return run
+
+
+def create_unavailable():
+    """A pipeline that cannot load, the way the pose pipeline fails without its weights."""
+    raise FileNotFoundError("model weights missing in /nowhere: run `pose-service models fetch`")
 
 
 def create_noop():

@@ -225,6 +225,8 @@ SCHEMAS: dict[str, Any] = {
                         "pid": {"type": "integer"},
                         "gpu": NULLABLE_STRING,
                         "mode": {"type": "string"},
+                        "problem": {"type": ["string", "null"],
+                                    "description": "why it cannot run jobs (e.g. missing model weights)"},
                         "started_at": TIME,
                         "heartbeat_at": TIME,
                         "current_job": {"type": ["object", "null"]},

@@ -112,6 +112,7 @@ def worker_to_dict(row: dict[str, Any]) -> dict[str, Any]:
         "pid": row["pid"],
         "gpu": row["gpu"],
         "mode": row["mode"],
+        "problem": row.get("problem"),
         "started_at": iso(row["started_at"]),
         "heartbeat_at": iso(row["heartbeat_at"]),
         "current_job": current,

@@ -42,8 +42,12 @@ def readiness(app: AppContext) -> dict[str, Any]:
         reasons.append(f"cannot read the worker registry: {type(exc).__name__}")
     else:
         checks["live_workers"] = len(workers)
+        able = [w for w in workers if not w.get("problem")]
+        checks["able_workers"] = len(able)
         if not workers:
             reasons.append("no live worker (start one with `pose-service worker`)")
+        elif not able:
+            reasons.extend(f"worker {w['id']} cannot run jobs: {w['problem']}" for w in workers)
     return {"ready": not reasons, "reasons": reasons, "checks": checks}
 
 

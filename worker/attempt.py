@@ -81,4 +81,4 @@ def run_attempt(
         tail = child.stderr_tail().strip()
         child.kill(grace_s=0)
         message = str(exc) + (f"; stderr tail:\n{tail}" if tail else "")
-        return AttemptOutcome("failed", ErrorKind.CRASH, message, done, total)
+        return AttemptOutcome("failed", exc.kind, message, done, total)

@@ -2,7 +2,8 @@
 
 worker → child, on the child's stdin: one ``JobRequest`` per line.
 child → worker, on a dedicated pipe (fd given in ``POSE_CHILD_FD``): ``ready`` once the pipeline is
-loaded, then per job any number of ``progress`` lines and exactly one ``done`` or ``error``.
+loaded (or ``unavailable`` with the reason, then exit ``UNAVAILABLE_EXIT``, when it cannot load: missing
+weights, say), then per job any number of ``progress`` lines and exactly one ``done`` or ``error``.
 A dedicated pipe keeps the channel clean of whatever libraries print to stdout; stderr stays free
 for the child's logs, whose tail the worker keeps for crash reports.
 
@@ -16,6 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CHILD_FD_ENV = "POSE_CHILD_FD"
+#: The child's exit status after an ``unavailable`` message.
+UNAVAILABLE_EXIT = 3
+#: The error kind the child reports for resource exhaustion (jobs.states.ErrorKind has the same value;
+#: the child does not import jobs/).
+RESOURCE_EXHAUSTED = "resource_exhausted"
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,8 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class ChildMessage:
-    """type: ready | progress | done | error. ``kind`` is set on errors (bad_input, pipeline_error)."""
+    """type: ready | unavailable | progress | done | error. ``kind`` is set on errors (bad_input,
+    pipeline_error, resource_exhausted)."""
 
     type: str
     job_id: int | None = None

@@ -29,16 +29,16 @@ from worker.attempt import AttemptControls, run_attempt
 from worker.child_protocol import JobRequest
 from worker.child_slot import ChildSlot
 from worker.current_job import CurrentJob
-from worker.db_retry import with_db_retry
+from worker.db_retry import describe, is_transient, with_db_retry
+from worker.exhaustion import exhausted
 from worker.heartbeat import Heartbeat
-from worker.input_staging import staged_video
+from worker.input_staging import InputRefused, staged_video
 from worker.job_rescuer import JobRescuer
 from worker.listener import Listener
 from worker.supervisor import AttemptOutcome, ChildDied
 
 log = logging.getLogger(__name__)
 
-PROGRESS_WRITE_INTERVAL_S = 0.5
 HEALTHY_FAILURES = frozenset({ErrorKind.BAD_INPUT, ErrorKind.PIPELINE_ERROR})
 
 
@@ -71,6 +71,8 @@ class WorkerDaemon:
             env=child_env,
             kill_grace_s=settings.kill_grace_s,
         )
+        self.heartbeat = Heartbeat(self.store, self.worker_id, self.current, interval_s=settings.heartbeat_s,
+                                   lease_s=settings.lease_s, stop=self.halt)
         self.jobs_done = 0
         self._spawn_failures = 0
 
@@ -91,16 +93,16 @@ class WorkerDaemon:
 
     def run(self) -> int:
         bind_context(worker_id=self.worker_id)
-        ensure_schema_current(self.store.engine)
+        with_db_retry(lambda: ensure_schema_current(self.store.engine), "check the schema", give_up=self.stop.is_set)
         log.info("worker starting: host=%s pid=%s gpu=%s mode=%s pipeline=%s", socket.gethostname(),
                  os.getpid(), self.gpu, self.settings.worker_mode, self.settings.pipeline)
-        self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid(), gpu=self.gpu,
-                                   mode=self.settings.worker_mode)
+        with_db_retry(lambda: self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+                                                         gpu=self.gpu, mode=self.settings.worker_mode),
+                      "register the worker", give_up=self.stop.is_set)
         listener = Listener(self.database_url, on_queued=self.wake.set, on_cancel=self._on_cancel, stop=self.halt)
         threads: list[threading.Thread] = [
             listener,
-            Heartbeat(self.store, self.worker_id, self.current, interval_s=self.settings.heartbeat_s,
-                      lease_s=self.settings.lease_s, stop=self.halt),
+            self.heartbeat,
             JobRescuer(self.store, self.worker_id, interval_s=max(0.5, self.settings.lease_s / 3),
                        retry_base_s=self.settings.retry_base_s, retry_cap_s=self.settings.retry_cap_s,
                        stop=self.halt),
@@ -125,42 +127,70 @@ class WorkerDaemon:
         return 0
 
     def _loop(self) -> None:
+        """Claim and process until told to stop. Nothing that goes wrong with one job, or with the
+        database, ends the loop: an outage is waited out, anything else is logged and backed off."""
         next_job: Job | None = None
+        failures = 0
         while not self.stop.is_set():
             job, next_job = next_job, None
-            if job is None:
-                self.wake.clear()
-                if not self._child_ready():
-                    continue
-                try:
-                    job = with_db_retry(lambda: self.store.claim(self.worker_id, self.settings.lease_s),
-                                        "claim a job", stop=self.stop)
-                except Exception:
-                    if self.stop.is_set():
-                        break  # shutting down during an outage: nothing claimed, nothing to release
-                    raise
+            try:
                 if job is None:
-                    self.wake.wait(self.settings.poll_s)
-                    continue
-            next_job = self.process(job)
+                    self.wake.clear()
+                    if not self._child_ready():
+                        continue
+                    job = self._claim()
+                    if job is None:
+                        self.wake.wait(self.settings.poll_s)
+                        continue
+                next_job = self.process(job)
+                failures = 0
+            except Exception as exc:
+                if self.stop.is_set() and is_transient(exc):
+                    break  # shutting down during an outage: what was claimed is rescued by its lease
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.exception("worker loop error; carrying on in %.1fs", delay)
+                self.stop.wait(delay)
         if next_job is not None:  # claimed together with the last result, then told to stop
             with log_context(job_id=next_job.id, attempt=next_job.attempt):
-                self._record(next_job, AttemptOutcome("released"), Path())
+                self._record(next_job, AttemptOutcome("released"), None)
+
+    def _claim(self) -> Job | None:
+        """The next job, made current in the same breath (see CurrentJob.ownership)."""
+
+        def claim_once() -> Job | None:
+            with self.current.ownership:
+                job = self.store.claim(self.worker_id, self.settings.lease_s)
+                if job is not None:
+                    self.current.start(job)
+                return job
+
+        return with_db_retry(claim_once, "claim a job", give_up=self.stop.is_set)
 
     def _child_ready(self) -> bool:
         """Start the pipeline child before claiming, so loading torch and the models never happens
-        while a job's lease runs. A child that cannot start is retried with backoff."""
+        while a job's lease runs. A child that cannot start is retried with backoff, and its reason
+        is recorded on the worker's row (``problem``) for /readyz and /v1/pool."""
         try:
             self.slot.prewarm(self.stop.is_set)
-            self._spawn_failures = 0
-            return True
         except Exception as exc:
             self._spawn_failures += 1
             delay = min(60.0, 0.5 * 2 ** min(self._spawn_failures, 7))
             if not self.stop.is_set():
-                log.error("pipeline child failed to start (%s); retrying in %.0fs", exc, delay)
+                log.error("pipeline child failed to start: %s; retrying in %.0fs", exc, delay)
+                self._set_problem(f"pipeline cannot start: {exc}")
             self.stop.wait(delay)
             return False
+        if self._spawn_failures:
+            self._spawn_failures = 0
+            self._set_problem(None)
+        return True
+
+    def _set_problem(self, problem: str | None) -> None:
+        try:
+            self.store.set_worker_problem(self.worker_id, problem)
+        except Exception as exc:  # noqa: BLE001 - only a report; the retry loop goes on regardless
+            log.warning("could not record the worker's problem: %s", describe(exc))
 
     def _on_cancel(self, job_id: int) -> None:
         if self.current.request_cancel(job_id):
@@ -171,7 +201,6 @@ class WorkerDaemon:
         """Run one job and record its outcome; returns the next job when it was claimed in the same
         statement that recorded this one's success (warm child staying, not shutting down)."""
         with log_context(job_id=job.id, attempt=job.attempt):
-            self.current.start(job)
             log.info("claimed job (priority %s, attempt %s/%s)", job.priority, job.attempt, job.max_attempts)
             result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
             outcome = AttemptOutcome("failed", ErrorKind.CRASH, "worker error before the attempt ended")
@@ -179,9 +208,12 @@ class WorkerDaemon:
                 outcome = self._attempt(job, result_path)
                 return self._record(job, outcome, result_path)
             finally:
-                self.current.clear()
-                with contextlib.suppress(FileNotFoundError):
-                    result_path.unlink()
+                if self.current.job is job:  # _record did not get to hand it over
+                    with self.current.ownership:
+                        self.current.clear()
+                for path in (result_path, result_path.with_name(result_path.name + ".tmp")):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
                 self.jobs_done += 1
                 # retiring a child (fresh mode, recycling, after a kill) waits for it to exit:
                 # done after the outcome is recorded, so it never delays finished_at
@@ -191,80 +223,137 @@ class WorkerDaemon:
     def _attempt(self, job: Job, result_path: Path) -> AttemptOutcome:
         timeout_s = job.timeout_s or self.settings.timeout_s
         controls = AttemptControls(
-            cancel_requested=lambda: self.current.cancel_requested,
+            cancel_requested=lambda: self.current.cancel_requested or self._lease_gone(),
             shutdown_deadline=lambda: self._shutdown_deadline,
-            report_progress=self._progress_writer(job),
+            report_progress=self.current.set_progress,  # the heartbeat writes it: supervision never waits
         )
         try:
-            with staged_video(self.store, job, self.work_dir) as video_path:
+            with staged_video(self.store, job, self.work_dir, self.settings.media_roots) as video_path:
                 self.work_dir.mkdir(parents=True, exist_ok=True)
                 child = self.slot.acquire(lambda: self._shutdown_deadline is not None
                                           and time.monotonic() >= self._shutdown_deadline)
                 request = JobRequest(job.id, video_path, job.params, str(result_path))
                 outcome = run_attempt(child, request, timeout_s, controls)
+        except InputRefused as exc:
+            outcome = AttemptOutcome("failed", ErrorKind.BAD_INPUT, str(exc))
         except ChildDied as exc:  # the child could not even start or was stopped while loading
             outcome = AttemptOutcome("released" if self.stop.is_set() else "failed", ErrorKind.CRASH, str(exc))
         except TimeoutError as exc:
             outcome = AttemptOutcome("failed", ErrorKind.TIMEOUT, str(exc))
         except Exception as exc:  # staging the input or starting the child failed on this host
-            log.exception("attempt could not run")
-            outcome = AttemptOutcome("failed", ErrorKind.CRASH, f"worker could not run the attempt: {exc}")
+            if is_transient(exc):
+                log.warning("database unavailable while staging the input (%s); giving the attempt back",
+                            describe(exc))
+                outcome = AttemptOutcome("released")
+            elif (what := exhausted(exc)) is not None:
+                log.warning("could not stage the input: %s", what)
+                outcome = AttemptOutcome("failed", ErrorKind.RESOURCE_EXHAUSTED, f"staging the input: {what}")
+            else:
+                log.exception("attempt could not run")
+                outcome = AttemptOutcome("failed", ErrorKind.CRASH, f"worker could not run the attempt: {exc}")
         return outcome
 
-    def _progress_writer(self, job: Job):
-        last = [0.0]
+    def _lease_gone(self) -> bool:
+        """True once the lease has gone unconfirmed for longer than it lasts: another worker may
+        have rescued the job by now, so this one stops it rather than run it twice."""
+        silent_s = self.current.lease_unconfirmed_for()
+        if silent_s <= self.settings.lease_s:
+            return False
+        job = self.current.job
+        if job is not None and self.current.mark_lost(job.id, job.attempt):
+            log.error("the job's lease could not be renewed for %.0fs (database unreachable); another worker "
+                      "may rescue it, so it is stopped here", silent_s)
+        return True
 
-        def write(done: int, total: int | None) -> None:
-            now = time.monotonic()
-            if now - last[0] < PROGRESS_WRITE_INTERVAL_S:
-                return  # the final count is written with the outcome
-            last[0] = now
-            try:
-                cancel = self.store.record_progress(job, self.worker_id, done, total, self.settings.lease_s)
-            except Exception:
-                log.warning("could not record progress %s/%s", done, total, exc_info=True)
-                return
-            if cancel is None:
-                self.current.mark_lost(job.id)
-            elif cancel:
-                self.current.request_cancel(job.id)
+    def _record(self, job: Job, outcome: AttemptOutcome, result_path: Path | None) -> Job | None:
+        """Write the attempt's outcome, however long the database is away; on success, claim the
+        next job in the same statement when the warm child will serve it (one commit per job).
 
-        return write
-
-    def _record(self, job: Job, outcome: AttemptOutcome, result_path: Path) -> Job | None:
-        """Write the attempt's outcome; on success, claim the next job in the same statement when
-        the warm child will serve it (one commit per job instead of two)."""
+        Only a shutdown whose grace has run out gives up (the lease then returns the job to the
+        queue). A result PostgreSQL refuses fails the attempt as ``result_rejected`` instead of
+        being re-sent forever."""
         if self.current.lost:
-            log.error("job was rescued by another worker while running here; not recording (%s)", outcome.status)
+            log.warning("job was rescued by another worker while running here; not recording (%s)", outcome.status)
             return None
-        settings = self.settings
-        max_wait = max(60.0, 4 * settings.lease_s)
+        document: str | None = None
+        if outcome.status == "succeeded":
+            assert result_path is not None
+            try:
+                document = result_path.read_text(encoding="utf-8")
+            except (OSError, MemoryError, UnicodeDecodeError) as exc:
+                outcome = AttemptOutcome("failed", ErrorKind.RESOURCE_EXHAUSTED
+                                         if exhausted(exc) else ErrorKind.CRASH,
+                                         f"could not read the result document: {exc}",
+                                         outcome.frames_done, outcome.frames_total)
         claim_next = outcome.status == "succeeded" and not self.stop.is_set() and self.slot.will_serve_next()
+        repeated = False
         next_job: Job | None = None
 
         def finish() -> Outcome:
             nonlocal next_job
-            if outcome.status == "succeeded":
-                document = result_path.read_text(encoding="utf-8")
-                if claim_next:
-                    result, next_job = self.store.succeed_and_claim_next(
-                        job, self.worker_id, document, outcome.frames_done, outcome.frames_total, settings.lease_s)
-                    return result
-                return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total)
-            if outcome.status == "cancelled":
-                return self.store.finish_cancelled(job, self.worker_id)
-            if outcome.status == "released":
-                return self.store.release(job, self.worker_id)
-            assert outcome.kind is not None
-            return self.store.fail(job, self.worker_id, outcome.kind, outcome.message,
-                                   retry_base_s=settings.retry_base_s, retry_cap_s=settings.retry_cap_s)
+            with self.current.ownership:
+                result, next_job = self._write_outcome(job, outcome, document, claim_next)
+                if next_job is not None:
+                    self.current.start(next_job)
+                else:
+                    self.current.clear()
+                return result
 
-        result = with_db_retry(finish, f"record the job as {outcome.status}", max_wait_s=max_wait)
+        def on_outage(_exc: BaseException) -> None:
+            nonlocal claim_next, repeated
+            claim_next = False  # the first try may have claimed already; the heartbeat returns that job
+            repeated = True
+
+        def give_up() -> bool:
+            return self._shutdown_deadline is not None and time.monotonic() >= self._shutdown_deadline
+
+        self.heartbeat.finishing.set()
+        try:
+            try:
+                result = with_db_retry(finish, f"record the job as {outcome.status}", give_up=give_up,
+                                       on_retry=on_outage)
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("shutting down before the database came back: the outcome (%s) is not recorded; "
+                                "the job returns to the queue when its lease expires", outcome.status)
+                    return None
+                if outcome.status != "succeeded":
+                    raise
+                log.error("PostgreSQL refused the result document: %s", describe(exc))
+                outcome = AttemptOutcome(
+                    "failed", ErrorKind.RESULT_REJECTED,
+                    f"PostgreSQL refused the result document ({len(document or '')} characters of JSON): "
+                    f"{describe(exc)}", outcome.frames_done, outcome.frames_total)
+                document, claim_next = None, False
+                result = with_db_retry(finish, "record the job as failed", give_up=give_up, on_retry=on_outage)
+        finally:
+            self.heartbeat.finishing.clear()
         if not result.owned:
-            log.error("job no longer belonged to this worker when recording %s", outcome.status)
+            level = logging.WARNING if repeated else logging.ERROR
+            log.log(level, "job no longer belonged to this worker when recording %s%s", outcome.status,
+                    " (an earlier try may have been recorded before its reply was lost)" if repeated else "")
         elif outcome.status == "failed":
             log.warning("attempt failed (%s): %s -> job %s", outcome.kind,
                         outcome.message.splitlines()[0] if outcome.message else "", result.state)
         else:
             log.info("job %s (%s frames)", result.state, outcome.frames_done)
         return next_job
+
+    def _write_outcome(
+        self, job: Job, outcome: AttemptOutcome, document: str | None, claim_next: bool
+    ) -> tuple[Outcome, Job | None]:
+        """One statement that records ``outcome`` (and maybe claims the next job)."""
+        settings = self.settings
+        if outcome.status == "succeeded":
+            assert document is not None
+            if claim_next:
+                return self.store.succeed_and_claim_next(job, self.worker_id, document, outcome.frames_done,
+                                                         outcome.frames_total, settings.lease_s)
+            return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total), None
+        if outcome.status == "cancelled":
+            return self.store.finish_cancelled(job, self.worker_id), None
+        if outcome.status == "released":
+            return self.store.release(job, self.worker_id), None
+        assert outcome.kind is not None
+        return self.store.fail(job, self.worker_id, outcome.kind, outcome.message,
+                               retry_base_s=settings.retry_base_s, retry_cap_s=settings.retry_cap_s), None

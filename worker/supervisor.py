@@ -43,8 +43,15 @@ class AttemptOutcome:
 
 
 class ChildDied(Exception):
-    def __init__(self, message: str) -> None:
+    """The child is gone. ``kind`` is how the attempt it was running fails."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.CRASH) -> None:
         super().__init__(message)
+        self.kind = kind
+
+
+class ChildUnavailable(ChildDied):
+    """The child could not load its pipeline and said why (missing weights, a broken install)."""
 
 
 class PipelineChild:
@@ -65,6 +72,7 @@ class PipelineChild:
         os.close(write_fd)
         self.kill_grace_s = kill_grace_s
         self.jobs_served = 0
+        self._killed = False  # set once the worker signals the group itself
         self._messages = os.fdopen(read_fd, "rb", buffering=0)
         self._buffer = b""
         self._stderr_tail: collections.deque[bytes] = collections.deque()
@@ -98,7 +106,7 @@ class PipelineChild:
                 return None
             chunk = self._messages.read(65536)
             if not chunk:
-                raise ChildDied(self.death_reason())
+                raise self.died()
             self._buffer += chunk
             timeout = 0
         line, self._buffer = self._buffer.split(b"\n", 1)
@@ -109,9 +117,17 @@ class PipelineChild:
         while time.monotonic() < deadline:
             if should_stop():
                 raise ChildDied("stopped while the pipeline was loading")
-            msg = self.read_message(POLL_S)
+            try:
+                msg = self.read_message(POLL_S)
+            except ChildUnavailable:
+                raise
+            except ChildDied as exc:  # died before it could say why: its last words are on stderr
+                last = self.stderr_tail().strip().splitlines()[-1:]
+                raise ChildDied(f"{exc}: {last[0]}" if last else str(exc), exc.kind) from None
             if msg is not None and msg.type == "ready":
                 return
+            if msg is not None and msg.type == "unavailable":
+                raise ChildUnavailable(msg.message or "the pipeline could not load")
         raise TimeoutError(f"pipeline child did not load within {timeout:.0f}s")
 
     def send(self, request: JobRequest) -> None:
@@ -120,22 +136,30 @@ class PipelineChild:
             self.proc.stdin.write(request.encode())
             self.proc.stdin.flush()
         except BrokenPipeError:
-            raise ChildDied(self.death_reason()) from None
+            raise self.died() from None
 
-    def death_reason(self) -> str:
+    def died(self) -> ChildDied:
+        """Why the child is gone, and how that fails its attempt. A SIGKILL that the worker did not
+        send is, in practice, the kernel's OOM killer: resource exhaustion, retried."""
         try:
             code = self.proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
-            return "pipeline child closed its channel but is still running"
+            return ChildDied("pipeline child closed its channel but is still running")
         if code < 0:
             sig = signal.Signals(-code)
-            hint = " (the kernel's OOM killer sends this)" if sig == signal.SIGKILL else ""
-            return f"pipeline child killed by {sig.name}{hint}"
-        return f"pipeline child exited with status {code}"
+            if sig == signal.SIGKILL and not self._killed:
+                return ChildDied("pipeline child killed by SIGKILL (the kernel's OOM killer sends this)",
+                                 ErrorKind.RESOURCE_EXHAUSTED)
+            return ChildDied(f"pipeline child killed by {sig.name}")
+        return ChildDied(f"pipeline child exited with status {code}")
+
+    def death_reason(self) -> str:
+        return str(self.died())
 
     def kill(self, grace_s: float | None = None) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after the grace period."""
         grace = self.kill_grace_s if grace_s is None else grace_s
+        self._killed = True
         if self.proc.poll() is None:
             _signal_group(self.proc.pid, signal.SIGTERM)
             try:

@@ -1,7 +1,8 @@
 """`pose-service serve`: the web app and N worker daemons in one process tree (the demo/default mode).
 
 Workers run as child processes (each supervising its own pipeline child), so a crash in one cannot
-take down the web app; SIGTERM/SIGINT to serve is passed on and everyone shuts down gracefully.
+take down the web app, and one that dies anyway is restarted with backoff (worker/daemon_pool.py);
+SIGTERM/SIGINT to serve is passed on and everyone shuts down gracefully.
 Unlike `web` and `worker` alone, `serve` brings the schema up to date itself: it is the mode that
 must work on a fresh machine with one command.
 """
@@ -12,7 +13,6 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 
 from jobs.cli.common import add_common_flags, settings_from
@@ -45,6 +45,7 @@ def worker_command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from jobs.cli.web import serve_web
+    from worker.daemon_pool import DaemonPool
     from worker.parent_death import parent_env
 
     settings = settings_from(args, **worker_overrides(args))
@@ -52,20 +53,15 @@ def run(args: argparse.Namespace) -> int:
     upgrade(url)
     # workers share the resolved server (embedded or not) and stop gracefully if serve dies
     env = {**os.environ, "POSE_DATABASE_URL": url, **parent_env()}
-    workers = [subprocess.Popen(worker_command(args), env=env) for _ in range(max(0, args.workers))]
-    log.info("started %d worker daemon(s): pids %s", len(workers), [w.pid for w in workers])
+    pool = DaemonPool([worker_command(args)] * max(0, args.workers), env=env,
+                      stop_timeout_s=settings.shutdown_grace_s + 10)
+    pool.start()
+    log.info("started %d worker daemon(s), restarted if they die: pids %s", args.workers, pool.pids)
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it under the handler that was in place
     # before it started; a no-op handler here lets serve go on to stop its workers and exit 0.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         serve_web(settings.replace(database_url=url), args.host, args.port)
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.terminate()
-        for w in workers:
-            try:
-                w.wait(timeout=settings.shutdown_grace_s + 10)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        pool.stop()
     return 0

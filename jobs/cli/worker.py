@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 
 from jobs.cli.common import add_common_flags, open_store, settings_from
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, **worker_overrides(args))
     log.info("effective configuration: %s", settings.masked())
     if args.gpus == "all":
-        return run_per_gpu(args)
+        return run_per_gpu(args, settings)
     return run_daemon(settings, gpu=args.gpu)
 
 
@@ -90,7 +89,8 @@ def without_gpus_flag(argv: list[str]) -> list[str]:
     return out
 
 
-def run_per_gpu(args: argparse.Namespace) -> int:
+def run_per_gpu(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.daemon_pool import DaemonPool
     from worker.gpus import visible_gpus
     from worker.parent_death import parent_env
 
@@ -99,17 +99,13 @@ def run_per_gpu(args: argparse.Namespace) -> int:
         log.warning("--gpus all: no GPU visible; starting one CPU worker")
         gpus = [None]
     base = without_gpus_flag(sys.argv[1:])
-    procs = []
-    for gpu in gpus:
-        cmd = [sys.executable, "-m", "jobs.cli", *base] + (["--gpu", gpu] if gpu is not None else [])
-        procs.append(subprocess.Popen(cmd, env={**os.environ, **parent_env()}))
-    log.info("started %d worker daemons (GPUs %s)", len(procs), ", ".join(str(g) for g in gpus))
-
-    def forward(signum: int, _frame: object) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return max(proc.wait() for proc in procs)
+    commands = [[sys.executable, "-m", "jobs.cli", *base] + (["--gpu", gpu] if gpu is not None else [])
+                for gpu in gpus]
+    pool = DaemonPool(commands, env={**os.environ, **parent_env()}, stop_timeout_s=settings.shutdown_grace_s + 10)
+    pool.start()
+    log.info("started %d worker daemons (GPUs %s), restarted if they die",
+             len(commands), ", ".join(str(g) for g in gpus))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: pool.stop_soon())
+    pool.wait()
+    return pool.stop()

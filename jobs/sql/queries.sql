@@ -3,6 +3,7 @@
 -- Parameters are SQLAlchemy-style :names.
 
 -- name: submit_job
+-- once: without an idempotency key a repeat would insert a second job.
 -- A new job; with an idempotency key that its owner already used nothing is inserted and no row
 -- returns. Keys are unique per owner (token id; ownerless jobs share owner 0).
 INSERT INTO pose_jobs (video_path, upload_id, priority, params, max_attempts, timeout_s, run_after,
@@ -36,6 +37,8 @@ ORDER BY id DESC
 LIMIT :limit;
 
 -- name: claim_job
+-- once: a repeat after a lost reply would claim a second job; the first is returned to the queue by
+-- its worker's heartbeat (worker_heartbeat), which releases jobs it holds without knowing.
 -- The next runnable job: highest priority, then earliest run_after, then oldest. SKIP LOCKED lets
 -- any number of workers claim concurrently without waiting on each other or taking the same row.
 WITH next AS (
@@ -88,6 +91,7 @@ ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, created_at = no
 RETURNING job_id;
 
 -- name: finish_succeeded_and_claim
+-- once: it claims, like claim_job.
 -- finish_succeeded and claim_job in one statement, for a worker whose warm child will serve the next
 -- job: one round trip and one commit per job instead of two. The claim part must stay identical to
 -- claim_job (tests/test_claim_sql.py runs the claim-order test against both).
@@ -253,8 +257,24 @@ VALUES (:id, :host, :pid, :gpu, :mode)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat
-UPDATE pose_workers SET heartbeat_at = now(), current_job_id = :current_job_id, stopped_at = NULL
-WHERE id = :id;
+-- The worker is alive and runs :current_job_id (or nothing). Any other job still running under its
+-- id is one it claimed without hearing the reply (the connection dropped after the commit): it never
+-- ran, so it goes back to the queue at once, its attempt given back. The worker serialises this with
+-- its own claims and finishes, so a job it is about to start is never taken from it here.
+WITH beat AS (
+    UPDATE pose_workers SET heartbeat_at = now(), current_job_id = :current_job_id, stopped_at = NULL
+    WHERE id = :id
+)
+UPDATE pose_jobs
+SET state = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+    run_after = now(), frames_done = 0,
+    error_message = 'returned to the queue: its worker never received the reply to its claim'
+WHERE worker_id = :id AND state = 'running' AND id IS DISTINCT FROM CAST(:current_job_id AS bigint)
+RETURNING id, attempt;
+
+-- name: set_worker_problem
+-- Why the worker cannot run jobs (its pipeline child cannot load), or NULL once it can.
+UPDATE pose_workers SET problem = CAST(:problem AS text), heartbeat_at = now() WHERE id = :id;
 
 -- name: worker_stopped
 UPDATE pose_workers SET stopped_at = now(), current_job_id = NULL WHERE id = :id;

@@ -8,6 +8,7 @@ loads, runs and reports. Here (and only here) torch and the models are imported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import importlib
 import json
@@ -19,7 +20,8 @@ import time
 import traceback
 from typing import IO, Any
 
-from worker.child_protocol import CHILD_FD_ENV, ChildMessage, JobRequest
+from worker.child_protocol import CHILD_FD_ENV, RESOURCE_EXHAUSTED, UNAVAILABLE_EXIT, ChildMessage, JobRequest
+from worker.exhaustion import exhausted
 from worker.parent_death import die_with_parent
 from worker.pipeline.contract import BadInput, Pipeline
 
@@ -53,29 +55,38 @@ class Reporter:
 
 
 def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None:
+    """Run one job and report exactly one ``done`` or ``error``. Nothing a job does ends this
+    process: a warm child must stay usable (or be retired by its worker) after any outcome."""
     frames = {"done": 0, "total": None}
 
     def progress(done: int, total: int | None) -> None:
         frames["done"], frames["total"] = done, total
         reporter.progress(request.job_id, done, total)
 
+    def error(kind: str, message: str) -> None:
+        reporter.send(ChildMessage("error", job_id=request.job_id, kind=kind, message=message))
+
+    tmp = request.result_path + ".tmp"
     try:
         document = pipeline(request.video_path, request.params, progress)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(document, fh, separators=(",", ":"), allow_nan=False)
+        os.replace(tmp, request.result_path)
     except BadInput as exc:
-        reporter.send(ChildMessage("error", job_id=request.job_id, kind="bad_input", message=str(exc)))
+        error("bad_input", str(exc))
         return
-    except Exception as exc:  # a pipeline bug or bad params: report it, keep serving
-        log.error("pipeline failed on job %s:\n%s", request.job_id, traceback.format_exc())
-        reporter.send(
-            ChildMessage(
-                "error", job_id=request.job_id, kind="pipeline_error", message=f"{type(exc).__name__}: {exc}"
-            )
-        )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome, none ends the child
+        what = exhausted(exc)
+        if what is not None:  # retried by the worker, which also retires this child
+            log.error("job %s ran out of resources: %s", request.job_id, what)
+            error(RESOURCE_EXHAUSTED, what)
+        else:  # a pipeline bug or bad params: report it, keep serving
+            log.error("pipeline failed on job %s:\n%s", request.job_id, traceback.format_exc())
+            error("pipeline_error", f"{type(exc).__name__}: {exc}")
         return
-    tmp = request.result_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, separators=(",", ":"), allow_nan=False)
-    os.replace(tmp, request.result_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a partial result would fill the disk for the retry too
     n_frames = len(document.get("frames", [])) if isinstance(document, dict) else 0
     done = max(frames["done"], n_frames)
     total = frames["total"] if frames["total"] is not None else done
@@ -93,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fd = int(os.environ[CHILD_FD_ENV])
     reporter = Reporter(os.fdopen(fd, "wb", buffering=0))
-    pipeline = load_factory(args.pipeline)()
+    try:
+        pipeline = load_factory(args.pipeline)()
+    except Exception as exc:  # noqa: BLE001 - the reason must reach the worker, not just stderr
+        log.error("pipeline %s cannot load:\n%s", args.pipeline, traceback.format_exc())
+        reporter.send(ChildMessage("unavailable", message=f"{type(exc).__name__}: {exc}"))
+        return UNAVAILABLE_EXIT
     reporter.send(ChildMessage("ready", extra={"pid": os.getpid()}))
     served = 0
     for line in sys.stdin.buffer:
