@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 SECRET_FIELDS = frozenset({"database_url", "api_tokens"})
 
@@ -49,6 +51,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     max_upload_mb: float = 2048.0
+    body_idle_timeout_s: float = 30.0
+    body_timeout_s: float = 3600.0
     lease_s: float = 15.0
     heartbeat_s: float = 2.0
     poll_s: float = 2.0
@@ -81,6 +85,8 @@ class Settings:
             log_level=(_env("POSE_LOG_LEVEL", "INFO") or "INFO").upper(),
             log_format=log_format,
             max_upload_mb=_float("POSE_MAX_UPLOAD_MB", cls.max_upload_mb),
+            body_idle_timeout_s=_float("POSE_BODY_IDLE_TIMEOUT_S", cls.body_idle_timeout_s),
+            body_timeout_s=_float("POSE_BODY_TIMEOUT_S", cls.body_timeout_s),
             lease_s=_float("POSE_LEASE_S", cls.lease_s),
             heartbeat_s=_float("POSE_HEARTBEAT_S", cls.heartbeat_s),
             poll_s=_float("POSE_POLL_S", cls.poll_s),
@@ -115,11 +121,29 @@ class Settings:
         return out
 
 
+#: libpq parameters whose values are secrets, wherever a DSN carries them.
+SECRET_DSN_KEYS = ("password", "sslpassword")
+_KEYWORD_SECRET = re.compile(r"(\b(?:{})\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)".format("|".join(SECRET_DSN_KEYS)))
+
+
 def mask_dsn(dsn: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
-    scheme, sep, rest = dsn.partition("://")
-    if not sep or "@" not in rest:
-        return dsn
-    creds, at, host = rest.rpartition("@")
-    user, colon, password = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon and password else ''}{at}{host}"
+    """The DSN with every secret replaced by ``***``, in any of libpq's spellings:
+    ``postgresql://user:secret@host/db``, ``postgresql://user@host/db?password=secret`` and
+    ``host=h user=u password=secret``."""
+    scheme, sep, _ = dsn.partition("://")
+    if not sep:
+        return _KEYWORD_SECRET.sub(r"\1***", dsn)
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return f"{scheme}://***"  # unparsable: show nothing that might be a secret
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, _, hosts = netloc.rpartition("@")
+        user, colon, password = creds.partition(":")
+        netloc = f"{user}{':***' if colon and password else ''}@{hosts}"
+    query = "&".join(
+        f"{key}=***" if key.lower() in SECRET_DSN_KEYS else (f"{key}={value}" if sep_ else key)
+        for key, sep_, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

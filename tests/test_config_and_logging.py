@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jobs.database import head_revision
 from jobs.settings import Settings, mask_dsn
 from jobs.states import TRANSITIONS, JobState
 from jobs.store import JobStore
@@ -22,6 +23,17 @@ def test_secrets_are_masked_in_the_effective_config():
     assert masked["api_tokens"] == "<2 tokens>"
     assert "hunter2" not in json.dumps(masked) and "tok-a" not in json.dumps(masked)
     assert mask_dsn("postgresql://postgres@127.0.0.1/test") == "postgresql://postgres@127.0.0.1/test"
+
+
+def test_passwords_are_masked_in_every_dsn_spelling():
+    assert mask_dsn("postgresql://pose@db/pose?sslmode=require&password=hunter2") == (
+        "postgresql://pose@db/pose?sslmode=require&password=***")
+    assert mask_dsn("postgresql://pose:a@db/pose?PASSWORD=hunter2&sslpassword=k3y") == (
+        "postgresql://pose:***@db/pose?PASSWORD=***&sslpassword=***")
+    assert mask_dsn("host=db user=pose password=hunter2 dbname=pose") == "host=db user=pose password=*** dbname=pose"
+    assert mask_dsn("host=db password = 'hun ter\\'2' dbname=pose") == "host=db password = *** dbname=pose"
+    logged = Settings(database_url="postgresql://pose@db/pose?password=hunter2").masked()
+    assert "hunter2" not in json.dumps(logged)
 
 
 def test_bad_settings_are_clear_errors(monkeypatch):
@@ -66,14 +78,15 @@ def test_every_recorded_transition_is_in_the_state_machine(store: JobStore):
     assert store.get(a.id).state == JobState.SUCCEEDED and store.get(b.id).state == JobState.CANCELLED
 
 
-def test_embedded_postgres_is_started_once_and_shared(tmp_path: Path):
+def test_embedded_postgres_is_started_once_shared_and_stopped(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "POSE_DATABASE_URL"}
     env["POSE_HOME"] = str(tmp_path / "home")
 
-    def cli(*args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=REPO, env=env, check=True,
+    def cli(*args: str, check: bool = True) -> str:
+        return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=REPO, env=env, check=check,
                               capture_output=True, text=True, timeout=120).stdout.strip()
 
+    assert "not running" in cli("db", "status", check=False)
     try:
         first = cli("db", "url")
         assert str(tmp_path / "home" / "pgdata") in first
@@ -83,12 +96,13 @@ def test_embedded_postgres_is_started_once_and_shared(tmp_path: Path):
         job, _ = store.submit("/v.mp4")
         assert store.get(job.id).state == JobState.QUEUED
         store.close()
-        assert "database: 0001_job_core" in cli("db", "current")
+        assert f"database: {head_revision()}" in cli("db", "current")
+        status = cli("db", "status")
+        assert "embedded PostgreSQL running: pid" in status
+        pid = int(status.split("pid ")[1].split(",")[0])
     finally:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-
-        pgserver.get_server(tmp_path / "home" / "pgdata", cleanup_mode="stop").cleanup()
+        stopped = cli("db", "stop")
+    assert stopped.endswith("stopped")
+    assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    assert "not running" in cli("db", "status", check=False)
+    assert cli("db", "stop").endswith("was not running")

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"starting pose-service (embedded PostgreSQL unless POSE_DATABASE_URL is set, web + 1 worker) "
           f"on {base}; its log: {log_path}", flush=True)
+    # an embedded server this demo starts is stopped at the end (`pose-service db url` restarts it)
+    from jobs.embedded_postgres import embedded_status, stop_embedded
+
+    started_embedded = not settings.database_url and not embedded_status(settings.home).running
     log_file = open(log_path, "ab")  # noqa: SIM115 - closed in the finally below
     serve = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--port", str(port), "--workers", "1"],
                              env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -124,3 +128,5 @@ def run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             serve.kill()
         log_file.close()
+        if started_embedded and stop_embedded(settings.home):
+            print("stopped the embedded PostgreSQL this demo started (`pose-service db url` starts it again)")
