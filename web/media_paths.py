@@ -4,7 +4,9 @@ A path is resolved with realpath (every symlink followed) and must then lie insi
 itself resolved the same way, so neither ``..`` nor a symlink planted inside a root can reach out.
 ``..`` components and relative paths are refused outright, before resolving: they have no honest
 use in an API that takes absolute paths, and refusing them keeps the rule easy to audit.
-The job stores the resolved path, so the worker opens exactly the file that was checked.
+The job stores the resolved path, so the worker opens exactly the file that was checked. The file
+must also be a self-contained video container (worker/pipeline/media_checks.py): a playlist inside a
+root could otherwise make FFmpeg read files outside every root.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from collections.abc import Iterable
 
 from web.errors import ApiError
+from worker.pipeline.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, video_container
 
 
 class MediaRoots:
@@ -35,6 +38,19 @@ class MediaRoots:
             raise ApiError(403, "path_forbidden", "video_path is outside the media roots")
         if not os.path.isfile(real):
             raise ApiError(422, "video_not_found", "video_path is not an existing file")
+        try:
+            with open(real, "rb") as f:
+                head = f.read(SNIFF_BYTES)
+        except OSError:
+            raise ApiError(422, "video_not_readable", "video_path cannot be read by the server") from None
+        if video_container(head) is None:
+            # a playlist or concat list inside a root may name files outside it: FFmpeg would follow
+            raise ApiError(
+                415,
+                "not_a_video",
+                f"video_path is not a video in a container this service decodes ({VIDEO_CONTAINERS}); "
+                "playlists and other files that refer to other files are refused",
+            )
         return real
 
 

@@ -44,6 +44,7 @@ from web.validation import (
     query_params,
     read_json_object,
 )
+from worker.pipeline.params import InvalidParams, schema_for
 
 MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS = 100
@@ -86,16 +87,31 @@ _FORM_DECODERS: dict[str, Callable[[str, str], Any]] = {
 }
 
 
-def options_from_json(doc: dict[str, Any]) -> SubmitOptions:
-    """The optional submit fields of a JSON body, validated (null means "not given")."""
+def options_from_json(doc: dict[str, Any], pipeline: str | None = None) -> SubmitOptions:
+    """The optional submit fields of a JSON body, validated (null means "not given"); ``params``
+    also against the schema of the ``pipeline`` factory the workers run, when it declares one."""
     values = {name: clean(doc[name], name) for name, clean in _CLEANERS.items() if doc.get(name) is not None}
+    if pipeline is not None and "params" in values:
+        check_pipeline_params(pipeline, values["params"])
     return SubmitOptions(**values)
 
 
-def options_from_form(fields: dict[str, str]) -> SubmitOptions:
+def options_from_form(fields: dict[str, str], pipeline: str | None = None) -> SubmitOptions:
     """The same options sent as multipart text fields (params as JSON text)."""
     check_fields(fields, SUBMIT_OPTIONS)
-    return options_from_json({name: _FORM_DECODERS[name](text, name) for name, text in fields.items()})
+    return options_from_json({name: _FORM_DECODERS[name](text, name) for name, text in fields.items()}, pipeline)
+
+
+def check_pipeline_params(pipeline: str, params: dict[str, Any]) -> None:
+    """422 now for params the configured pipeline would refuse later, on a worker, as a failed job
+    (worker/pipeline/params.py); a pipeline that declares no schema takes any JSON object."""
+    schema = schema_for(pipeline)
+    if schema is None:
+        return
+    try:
+        schema.validate(params)
+    except InvalidParams as exc:
+        raise ApiError(422, "invalid_params", f"params: {exc}") from None
 
 
 def clean_video_path(app: AppContext, value: Any) -> str:
@@ -160,7 +176,7 @@ async def submit(request: Request) -> Response:
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
     doc = await read_json_object(request)
     check_fields(doc, SUBMIT_JSON_FIELDS, frozenset({"video_path"}))
-    options = options_from_json(doc)
+    options = options_from_json(doc, app.settings.pipeline)
     principal = principal_of(request)
     check_priority(principal, options)
     path = clean_video_path(app, doc["video_path"])
@@ -172,7 +188,7 @@ async def _submit_upload(request: Request, app: AppContext) -> Response:
     upload = await receive_upload(request, app.store, max_bytes=app.max_upload_bytes, spool_dir=app.spool_dir)
     keep = False
     try:
-        options = options_from_form(upload.fields)
+        options = options_from_form(upload.fields, app.settings.pipeline)
         principal = principal_of(request)
         check_priority(principal, options)
         job, created = await submit_job(app, options, principal=principal, upload_id=upload.upload_id)

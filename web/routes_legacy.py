@@ -98,11 +98,9 @@ def _decode_image(text: str) -> bytes:
 
 
 def _store_image(app: AppContext, image: bytes) -> tuple[int, int, int]:
-    """Blocking: the image as a one-frame video upload; (upload id, width, height)."""
-    encoded = image_to_video(image, app.spool_dir)
-    if encoded is None:
-        raise ApiError(422, "not_an_image", "image_base64 does not decode to an image")
-    path, width, height = encoded
+    """Blocking: the image as a one-frame video upload; (upload id, width, height). ApiError 422 for
+    no PNG/JPEG/WebP image, or one outside the pixel limits (checked before decoding)."""
+    path, width, height = image_to_video(image, app.spool_dir)
     try:
         upload_id = app.store.store_upload(
             iter_file(path),

@@ -1,49 +1,68 @@
-"""Video uploads streamed from the request straight into PostgreSQL, and probed before a job is made.
+"""Video uploads: received into a temporary file, checked, and only then written to PostgreSQL.
 
-The multipart body is fed, chunk by chunk as it arrives, through python-multipart. The bytes of the
-``video`` part go through a small bounded channel to a thread that runs JobStore.store_upload (one
-transaction; a sync iterable) and also spools them to a temporary file. When the part ends and the
-upload is committed, that file is probed with OpenCV (a frame must decode) and deleted. The process
-holds a few MiB of a video at any time whatever its size: the channel has backpressure, so a slow
-database slows the reading of the socket instead of filling memory.
+The multipart body is fed, chunk by chunk as it arrives, through python-multipart; the bytes of the
+``video`` part go to a spool file under fixed names (never the client's file name or suffix, which
+would steer FFmpeg's choice of demuxer). Nothing touches the database while the client is sending:
+a slow client costs a socket and a coroutine, not one of the web's few database connections. Once
+the body is complete the spool file is checked, in this order, each refusal keeping nothing:
 
-Past POSE_MAX_UPLOAD_MB the transaction is rolled back (nothing is kept) and the client gets 413. A
-body that is not a video is refused with 415 and its stored upload deleted.
+1. the container, from its magic bytes (worker/pipeline/media_checks.py): MP4/MOV, Matroska/WebM,
+   AVI, MPEG-TS/PS only. Playlists, concat lists and anything else that names other files are
+   refused with the same 415 whatever they name, so the answer says nothing about other files;
+2. the frame size, from the stream header, before any frame is decoded (pixel limits: 422);
+3. that OpenCV's FFmpeg backend decodes a first frame (415).
+
+Only then is the file written into PostgreSQL, in one short transaction.
+
+Limits on the body itself: every byte counts against POSE_MAX_UPLOAD_MB plus a small allowance for
+the multipart framing, preamble and epilogue included (413); each read may wait at most
+POSE_BODY_IDLE_TIMEOUT_S and the whole body POSE_BODY_TIMEOUT_S (408); a full disk is a 507.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
-import anyio.from_thread
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from jobs.store import JobStore, UploadTooLarge
+from web.context import db
 from web.errors import ApiError
+from web.validation import body_chunks
+from worker.pipeline.media_checks import (
+    IMAGE_FORMATS,
+    MIN_SIDE,
+    SNIFF_BYTES,
+    VIDEO_CONTAINERS,
+    image_format,
+    image_size,
+    pixel_problem,
+    video_container,
+)
 
 log = logging.getLogger(__name__)
 
 VIDEO_FIELD = "video"
-SEND_BYTES = 1 << 20  # bytes handed to the database thread at a time
-CHANNEL_DEPTH = 4  # chunks in flight between the socket and the database
+SEND_BYTES = 1 << 20  # bytes written to the spool file, and to the database, at a time
 FIELD_LIMIT = 64 * 1024  # bytes of one ordinary form field (params JSON, keys)
+HEADER_LIMIT = 8 * 1024  # bytes of one part header line
 MAX_FIELDS = 16
-MULTIPART_OVERHEAD = 1 << 20  # what the boundaries and the small fields may add to the video's size
+MAX_BOUNDARY = 70  # RFC 2046 section 5.1.1
+MULTIPART_OVERHEAD = 1 << 20  # what framing, preamble, epilogue and the small fields may add to the video
 DRAIN_LIMIT = 64 << 20  # after refusing, read at most this much more so the client sees the answer
-
-
-class _Aborted(Exception):
-    """The request ended badly (client gone, parse error, size cap): roll the upload back."""
+#: Errors of a spool write that mean "no room", answered 507 rather than 500.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass
@@ -59,7 +78,7 @@ class _Part:
 
 @dataclass
 class ReceivedUpload:
-    """A committed, probed upload and the other form fields (as text)."""
+    """A committed, checked upload and the other form fields (as text)."""
 
     upload_id: int
     size: int
@@ -69,11 +88,10 @@ class ReceivedUpload:
 
 
 class _MultipartReceiver:
-    def __init__(self, request: Request, store: JobStore, max_bytes: int, spool_dir: Path | None) -> None:
+    def __init__(self, request: Request, max_bytes: int, spool: IO[bytes]) -> None:
         self.request = request
-        self.store = store
         self.max_bytes = max_bytes
-        self.spool_dir = spool_dir
+        self.spool = spool
         self.part = _Part()
         self.fields: dict[str, str] = {}
         self.in_video = False
@@ -84,11 +102,6 @@ class _MultipartReceiver:
         self.video_size = 0
         self.pending = bytearray()
         self.problem: ApiError | None = None
-        self.send, self.recv = anyio.create_memory_object_stream[bytes](CHANNEL_DEPTH)
-        self.complete = False  # set once the whole video part was handed over
-        self.upload_id: int | None = None
-        self.probe: dict[str, Any] | None = None
-        self.store_error: BaseException | None = None
 
     # ---- python-multipart callbacks (sync, called inside parser.write) --------------------------
     def on_part_begin(self) -> None:
@@ -96,19 +109,28 @@ class _MultipartReceiver:
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.part.header_name += data[start:end]
+        self._check_header(self.part.header_name)
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self.part.header_value += data[start:end]
+        self._check_header(self.part.header_value)
+
+    def _check_header(self, value: bytes) -> None:
+        if len(value) > HEADER_LIMIT:
+            self._refuse(ApiError(400, "malformed_multipart", "a multipart part header is too long"))
 
     def on_header_end(self) -> None:
         self.part.headers[self.part.header_name.lower()] = self.part.header_value
         self.part.header_name, self.part.header_value = b"", b""
 
     def on_headers_finished(self) -> None:
+        if self.problem is not None:
+            return
         _, options = parse_options_header(self.part.headers.get(b"content-disposition", b""))
         name = options.get(b"name")
         if name is None:
-            raise _Aborted("a multipart part has no name")
+            self._refuse(ApiError(400, "malformed_multipart", "a multipart part has no name"))
+            return
         self.part.name = name.decode("utf-8", "replace")
         if b"filename" in options:
             self.part.filename = options[b"filename"].decode("utf-8", "replace")
@@ -118,6 +140,13 @@ class _MultipartReceiver:
             if self.video_seen:
                 self._refuse(ApiError(422, "invalid_field", "more than one 'video' part"))
                 return
+            # both are stored as text: PostgreSQL refuses NUL, and control characters are no name
+            for what, value in (("filename", self.part.filename), ("content type", self.part.content_type)):
+                if value is not None and (len(value) > 1024 or not value.isprintable()):
+                    self._refuse(
+                        ApiError(422, "invalid_field", f"the video part's {what} must be printable, ≤ 1024 characters")
+                    )
+                    return
             self.video_seen = self.in_video = True
             self.video_name, self.video_type = self.part.filename, self.part.content_type
         elif len(self.fields) >= MAX_FIELDS:
@@ -156,59 +185,16 @@ class _MultipartReceiver:
         if self.problem is None:
             self.problem = problem
 
-    # ---- the database side (a worker thread) ----------------------------------------------------
-    def _chunks(self, spool: Any) -> Iterator[bytes]:
-        while True:
-            try:
-                piece = anyio.from_thread.run(self.recv.receive)
-            except anyio.EndOfStream:
-                break
-            spool.write(piece)
-            yield piece
-        if not self.complete:
-            raise _Aborted("the upload did not complete")
-
-    def _store_and_probe(self) -> None:
-        fd, spool_path = tempfile.mkstemp(prefix="pose-upload-", suffix=_suffix(self.video_name), dir=self.spool_dir)
-        try:
-            with os.fdopen(fd, "wb") as spool:
-                upload_id = self.store.store_upload(
-                    self._chunks(spool),
-                    filename=self.video_name,
-                    content_type=self.video_type,
-                    max_bytes=self.max_bytes,
-                )
-            self.upload_id = upload_id
-            self.probe = probe_video(spool_path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(spool_path)
-
-    async def _consume(self) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._store_and_probe)
-        except BaseException as exc:  # reported by the producer, after the task group ends
-            self.store_error = exc
-        finally:
-            self.recv.close()
-
     # ---- the request side -----------------------------------------------------------------------
     async def _flush(self, *, final: bool = False) -> None:
+        """Write what has accumulated to the spool file, a MiB at a time, off the event loop."""
         while len(self.pending) >= SEND_BYTES or (final and self.pending):
             piece = bytes(self.pending[:SEND_BYTES])
             del self.pending[:SEND_BYTES]
-            await self.send.send(piece)
+            await anyio.to_thread.run_sync(_write, self.spool, piece)
 
-    async def receive(self) -> ReceivedUpload:
-        content_type = self.request.headers.get("content-type", "")
-        _, options = parse_options_header(content_type)
-        boundary = options.get(b"boundary")
-        if not boundary:
-            raise ApiError(400, "bad_request", "multipart body without a boundary")
-        declared = _content_length(self.request)
-        if declared is not None and declared > self.max_bytes + MULTIPART_OVERHEAD:
-            await _drain(self.request, DRAIN_LIMIT)
-            raise _too_large(self.max_bytes)
+    async def receive(self, boundary: bytes) -> None:
+        """Read the whole body into the spool file and the fields; ApiError on any problem."""
         parser = MultipartParser(
             boundary,
             {
@@ -221,115 +207,150 @@ class _MultipartReceiver:
                 "on_headers_finished": self.on_headers_finished,
             },
         )
-        stream = self.request.stream()
-        body_error: BaseException | None = None
-        async with anyio.create_task_group() as tg:
-            try:
-                await self._feed(parser, stream, tg)
-            except BaseException as exc:  # re-raised below, unwrapped by the task group
-                body_error = exc
-            finally:
-                self.send.close()  # the database thread ends: committing if complete, else rolling back
-        if body_error is not None:
-            raise body_error
+        body_limit = self.max_bytes + MULTIPART_OVERHEAD
+        received = 0
+        chunks: AsyncIterator[bytes] = body_chunks(self.request)
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > body_limit:  # the preamble and epilogue count too: nothing is free
+                self._refuse(_too_large(self.max_bytes))
+            else:
+                try:
+                    parser.write(chunk)
+                except (MultipartParseError, FormParserError) as exc:
+                    self._refuse(ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}"))
+            if self.problem is not None:
+                await _drain(self.request, DRAIN_LIMIT, chunks)
+                raise self.problem
+            await self._flush()
+        try:
+            parser.finalize()
+        except (MultipartParseError, FormParserError) as exc:
+            raise ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}") from None
         if self.problem is not None:
-            await _drain(self.request, DRAIN_LIMIT, stream=stream)
-            await self._discard()
             raise self.problem
         if not self.video_seen:
             raise ApiError(422, "missing_field", "multipart body without a 'video' part")
-        if self.store_error is not None:
-            if isinstance(self.store_error, UploadTooLarge):
-                raise _too_large(self.max_bytes)
-            raise self.store_error
-        assert self.upload_id is not None
-        if self.probe is None:
-            await anyio.to_thread.run_sync(self.store.delete_upload, self.upload_id)
-            raise ApiError(
-                415,
-                "not_a_video",
-                "the upload is not a video OpenCV can decode a frame of (for a still image, use POST /pose/hybrid)",
-            )
-        return ReceivedUpload(self.upload_id, self.video_size, self.video_name, self.fields, self.probe)
-
-    async def _feed(self, parser: MultipartParser, stream: Any, tg: Any) -> None:
-        started = False
-        async for chunk in stream:
-            try:
-                parser.write(chunk)
-            except (MultipartParseError, _Aborted) as exc:
-                self._refuse(ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}"))
-            if self.problem is not None or self.store_error is not None:
-                return
-            if self.video_seen and not started:
-                tg.start_soon(self._consume)
-                started = True
-            if started:
-                try:
-                    await self._flush(final=self.video_done)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return  # the database side stopped; store_error says why
-        try:
-            parser.finalize()
-        except MultipartParseError as exc:
-            self._refuse(ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}"))
-            return
-        if self.video_seen and not self.video_done:
-            self._refuse(ApiError(400, "malformed_multipart", "the body ended inside the video part"))
-            return
-        if started:
-            try:
-                await self._flush(final=True)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return
-            self.complete = True
-
-    async def _discard(self) -> None:
-        if self.upload_id is not None:
-            await anyio.to_thread.run_sync(self.store.delete_upload, self.upload_id)
+        if not self.video_done:
+            raise ApiError(400, "malformed_multipart", "the body ended inside the video part")
+        await self._flush(final=True)
 
 
 async def receive_upload(
     request: Request, store: JobStore, *, max_bytes: int, spool_dir: Path | None = None
 ) -> ReceivedUpload:
-    """Stream the multipart request's ``video`` part into PostgreSQL and probe it; the other parts
-    come back as text fields. Raises ApiError (400, 413, 415, 422) and keeps nothing then."""
-    return await _MultipartReceiver(request, store, max_bytes, spool_dir).receive()
+    """Receive the multipart request's ``video`` part into a spool file, check it (see the module
+    docstring), then store it in PostgreSQL in one short transaction; the other parts come back as
+    text fields. Raises ApiError (400, 408, 413, 415, 422, 507) and keeps nothing then."""
+    boundary = _boundary(request)
+    declared = _content_length(request)
+    if declared is not None and declared > max_bytes + MULTIPART_OVERHEAD:
+        await _drain(request, DRAIN_LIMIT)
+        raise _too_large(max_bytes)
+    with _no_space_is_507():
+        fd, path = tempfile.mkstemp(prefix="pose-upload-", dir=spool_dir)  # no suffix: content decides
+    try:
+        receiver = _MultipartReceiver(request, max_bytes, os.fdopen(fd, "wb"))
+        try:
+            await receiver.receive(boundary)
+        finally:
+            await anyio.to_thread.run_sync(_close, receiver.spool)
+        probe = await anyio.to_thread.run_sync(check_video, path)
+        # only now, with every byte here and checked, does the upload take a database connection
+        upload_id = await db(_store_file, store, path, receiver)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return ReceivedUpload(upload_id, receiver.video_size, receiver.video_name, receiver.fields, probe)
 
 
-#: Leading bytes of still-image formats. OpenCV's FFmpeg backend opens these as one-frame "videos"
-#: (with a nonsense frame count), so the probe alone would let a photo through as a video; stills
-#: belong to /pose/hybrid.
-IMAGE_SIGNATURES = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",  # JPEG
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",  # TIFF, little-endian
-    b"MM\x00*",  # TIFF, big-endian
-)
+def _store_file(store: JobStore, path: str, receiver: _MultipartReceiver) -> int:
+    try:
+        return store.store_upload(
+            iter_file(path),
+            filename=receiver.video_name,
+            content_type=receiver.video_type,
+            max_bytes=max(receiver.video_size, 1),
+        )
+    except UploadTooLarge:  # cannot happen unless the spool file grew: not ours to store then
+        raise ApiError(413, "upload_too_large", "the upload changed while it was being stored") from None
 
 
-def is_still_image(head: bytes) -> bool:
-    return head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+def _write(spool: IO[bytes], piece: bytes) -> None:
+    with _no_space_is_507():
+        spool.write(piece)
 
 
-def probe_video(path: str) -> dict[str, Any] | None:
-    """Width, height, fps and frame count if ``path`` is a video OpenCV can decode a first frame of,
-    else None (also for still images)."""
+def _close(spool: IO[bytes]) -> None:
+    with _no_space_is_507():
+        spool.close()
+
+
+@contextlib.contextmanager
+def _no_space_is_507() -> Iterator[None]:
+    """A full spool disk (or a file size limit) is the server's condition, not a bug: 507. Other I/O
+    errors stay errors."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        log.warning("no room to spool an upload: %s", exc)
+        raise ApiError(
+            507, "insufficient_storage", "the server has no room for this upload now; try again later"
+        ) from exc
+
+
+def _boundary(request: Request) -> bytes:
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise ApiError(400, "bad_request", "multipart body without a boundary")
+    if len(boundary) > MAX_BOUNDARY or not all(0x20 <= b < 0x7F for b in boundary):
+        raise ApiError(
+            400, "bad_request", f"the multipart boundary must be 1 to {MAX_BOUNDARY} printable ASCII characters"
+        )
+    return boundary
+
+
+#: The answer to anything that is not a self-contained video container, whatever it is or names.
+def _not_a_video() -> ApiError:
+    return ApiError(
+        415,
+        "not_a_video",
+        f"the upload is not a video in a container this service decodes ({VIDEO_CONTAINERS}); playlists "
+        "and other files that refer to other files are refused; for a still image use POST /pose/hybrid",
+    )
+
+
+def pixel_error(width: int, height: int, what: str) -> ApiError | None:
+    """The 422 for a frame outside the pixel limits (checked before decoding), or None."""
+    problem = pixel_problem(width, height)
+    if problem is None:
+        return None
+    code = "too_few_pixels" if min(width, height) < MIN_SIDE else "too_many_pixels"
+    return ApiError(422, code, f"the {what} is {problem}")
+
+
+def check_video(path: str) -> dict[str, Any]:
+    """Blocking: width, height, fps and frame count of the video in ``path``, or ApiError: 415 when it
+    is not a self-contained container OpenCV decodes a first frame of, 422 outside the pixel limits.
+    The frame size is checked from the stream header, before a frame is decoded."""
     with open(path, "rb") as f:
-        if is_still_image(f.read(16)):
-            return None
+        if video_container(f.read(SNIFF_BYTES)) is None:
+            raise _not_a_video()
     import cv2  # late: OpenCV is heavy and only uploads need it
 
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
-            return None
+            raise _not_a_video()
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width > 0 and height > 0 and (error := pixel_error(width, height, "video")) is not None:
+            raise error
         ok, frame = cap.read()
         if not ok or frame is None:
-            return None
+            raise _not_a_video()
         frames = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         return {
             "width": int(frame.shape[1]),
@@ -341,19 +362,29 @@ def probe_video(path: str) -> dict[str, Any] | None:
         cap.release()
 
 
-def image_to_video(image: bytes, spool_dir: Path | None = None) -> tuple[str, int, int] | None:
-    """Encode one still image as a one-frame video file (lossless PNG-in-AVI, 1 fps); returns the
-    file's path (the caller deletes it), width and height, or None if the bytes are no image.
+def image_to_video(image: bytes, spool_dir: Path | None = None) -> tuple[str, int, int]:
+    """Encode one still image (PNG, JPEG or WebP) as a one-frame video file (lossless PNG-in-AVI,
+    1 fps); returns the file's path (the caller deletes it), width and height. ApiError 422 when the
+    bytes are no such image, or its header declares a size outside the pixel limits: checked before
+    decoding, so a small file declaring a huge image never allocates it.
 
     OpenCV can open a .png as a video source too, but reports a nonsense frame count for it; a
     one-frame AVI has an exact count and fps, so the pipeline treats it like any other video."""
+    not_an_image = ApiError(422, "not_an_image", f"image_base64 does not decode to a {IMAGE_FORMATS} image")
+    size = image_size(image) if image_format(image[:16]) else None
+    if size is None:
+        raise not_an_image
+    if (error := pixel_error(*size, "image")) is not None:
+        raise error
     import cv2
     import numpy as np
 
     pixels = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if pixels is None or pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
-        return None
+    if pixels is None or pixels.ndim != 3:
+        raise not_an_image
     height, width = int(pixels.shape[0]), int(pixels.shape[1])
+    if (error := pixel_error(width, height, "image")) is not None:
+        raise error
     fd, path = tempfile.mkstemp(prefix="pose-image-", suffix=".avi", dir=spool_dir)
     os.close(fd)
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"png "), 1.0, (width, height))
@@ -372,11 +403,6 @@ def iter_file(path: str, size: int = SEND_BYTES) -> Iterator[bytes]:
             yield chunk
 
 
-def _suffix(filename: str | None) -> str:
-    ext = os.path.splitext(filename or "")[1]
-    return ext if 1 < len(ext) <= 8 and ext[1:].isalnum() else ".bin"
-
-
 def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, "upload_too_large", f"the upload exceeds POSE_MAX_UPLOAD_MB ({max_bytes} bytes)")
 
@@ -385,22 +411,22 @@ def _content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", "invalid Content-Length") from None
+    if not (raw.isascii() and raw.isdigit()):
+        raise ApiError(400, "bad_request", "invalid Content-Length")
+    return int(raw)
 
 
-async def _drain(request: Request, limit: int, stream: Any = None) -> None:
+async def _drain(request: Request, limit: int, chunks: AsyncIterator[bytes] | None = None) -> None:
     """Read and drop up to ``limit`` more bytes of a refused body, so an ordinary client that is still
-    sending gets to read our answer instead of a reset connection. Bigger bodies are cut off."""
-    if request.headers.get("content-length") and (_content_length(request) or 0) > limit:
+    sending gets to read our answer instead of a reset connection. Bigger bodies are cut off, and so
+    is a stalled one (the body timeouts apply)."""
+    if (_content_length(request) or 0) > limit:
         return
     seen = 0
     try:
-        async for chunk in stream if stream is not None else request.stream():
+        async for chunk in chunks if chunks is not None else body_chunks(request):
             seen += len(chunk)
             if seen > limit:
                 return
-    except Exception:  # a consumed or broken stream: nothing more to drain
+    except Exception:  # a consumed, broken or stalled stream: nothing more to drain
         return

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 
 from web.errors import ApiError
@@ -27,9 +29,40 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def body_timeout_error(why: str) -> ApiError:
+    """408, closing the connection: the rest of a stalled body is not worth waiting for."""
+    return ApiError(408, "request_timeout", why, headers={"Connection": "close"})
+
+
+async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, under the server's body timeouts: each read may wait at most
+    POSE_BODY_IDLE_TIMEOUT_S and the whole body POSE_BODY_TIMEOUT_S, else ApiError 408.
+
+    Without them a client sending a byte every few seconds holds its connection (and whatever the
+    handler holds) for as long as it likes; uvicorn times out idle connections, not slow bodies."""
+    settings = request.app.state.ctx.settings
+    idle_s, total_s = settings.body_idle_timeout_s, settings.body_timeout_s
+    stream = request.stream()
+    deadline = anyio.current_time() + total_s
+    while True:
+        left = deadline - anyio.current_time()
+        if left <= 0:
+            raise body_timeout_error(f"the request body took longer than {total_s:g} s")
+        try:
+            with anyio.fail_after(min(idle_s, left)):
+                chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if left <= idle_s:
+                raise body_timeout_error(f"the request body took longer than {total_s:g} s") from None
+            raise body_timeout_error(f"the client sent no body data for {idle_s:g} s") from None
+        yield chunk
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) before reading when Content-Length says it is too large and
-    while reading when a chunked body grows past ``limit``."""
+    while reading when a chunked body grows past ``limit``; 408 for a stalled body (body_chunks)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -39,8 +72,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise ApiError(400, "bad_request", "invalid Content-Length") from None
     parts: list[bytes] = []
     size = 0
-    stream: AsyncIterator[bytes] = request.stream()
-    async for chunk in stream:
+    async for chunk in body_chunks(request):
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
@@ -119,7 +151,10 @@ def clean_int(value: Any, name: str, *, lo: int, hi: int) -> int:
 def clean_number(value: Any, name: str, *, lo: float, hi: float, lo_exclusive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(name, "must be a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits has no float
+        value = math.inf
     if not math.isfinite(value) or value > hi or value < lo or (lo_exclusive and value == lo):
         bound = f"greater than {lo}" if lo_exclusive else f"at least {lo}"
         raise _invalid(name, f"must be {bound} and at most {hi}")
@@ -151,20 +186,27 @@ def _check_json_value(value: Any, name: str, depth: int) -> None:
             _check_json_value(item, name, depth + 1)
 
 
+#: What a number written in a query string or form field may look like: ASCII digits only. Python's
+#: own int() and float() also take "²", "١٢", "1_000", "infinity" and "--1" slips past a
+#: lstrip("+-").isdigit() test, only to fail inside int() as a 500.
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,4})?")
+
+
 def parse_int_text(text: str, name: str, *, lo: int, hi: int) -> int:
     """An integer from a query string or form field."""
     stripped = text.strip()
-    if not stripped or not stripped.lstrip("+-").isdigit() or len(stripped) > 20:
+    if not _INT_TEXT.fullmatch(stripped):
         raise _invalid(name, "must be an integer")
     return clean_int(int(stripped), name, lo=lo, hi=hi)
 
 
 def parse_number_text(text: str, name: str, *, lo: float, hi: float, lo_exclusive: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _invalid(name, "must be a number") from None
-    return clean_number(value, name, lo=lo, hi=hi, lo_exclusive=lo_exclusive)
+    """A decimal number from a form field; the range check is clean_number's."""
+    stripped = text.strip()
+    if not _NUMBER_TEXT.fullmatch(stripped):
+        raise _invalid(name, "must be a number")
+    return clean_number(float(stripped), name, lo=lo, hi=hi, lo_exclusive=lo_exclusive)
 
 
 def parse_time(text: str, name: str) -> datetime:

@@ -197,13 +197,20 @@ def free_port() -> int:
 class LiveServer:
     """`pose-service web` as a real uvicorn subprocess."""
 
-    def __init__(self, db_url: str, home: Path, env: dict[str, str], args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        home: Path,
+        env: dict[str, str],
+        args: list[str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / f"web-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.cli", "web", "--port", str(self.port), *(args or [])],
+            [*(prefix or []), sys.executable, "-m", "jobs.cli", "web", "--port", str(self.port), *(args or [])],
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -241,8 +248,14 @@ class LiveServer:
 def start_server(web_db_url: str, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
-    def start(env: dict[str, str] | None = None, args: list[str] | None = None, wait: bool = True) -> LiveServer:
-        server = LiveServer(web_db_url, tmp_path, env or {}, args)
+    def start(
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        wait: bool = True,
+        prefix: list[str] | None = None,
+    ) -> LiveServer:
+        """``prefix``: a command the server runs under (e.g. a shell that sets a resource limit)."""
+        server = LiveServer(web_db_url, tmp_path, env or {}, args, prefix)
         servers.append(server)
         return server.wait_ready() if wait else server
 

@@ -141,7 +141,7 @@ def test_other_content_types_are_415(client) -> None:
 
 
 def test_same_idempotency_key_returns_the_existing_job(client, media_root: Path) -> None:
-    body = {"video_path": str(media_root / "video.mp4"), "idempotency_key": "abc-1", "params": {"x": 1}}
+    body = {"video_path": str(media_root / "video.mp4"), "idempotency_key": "abc-1", "params": {"max_people": 1}}
     first = client.post("/v1/jobs", json=body)
     again = client.post("/v1/jobs", json=body)
     assert first.status_code == 201 and again.status_code == 200
@@ -149,9 +149,9 @@ def test_same_idempotency_key_returns_the_existing_job(client, media_root: Path)
     assert again.headers["location"] == first.headers["location"]
 
 
-@pytest.mark.parametrize("change", [{"priority": 9}, {"params": {"x": 2}}, {"video_path": "sub/other.mp4"}])
+@pytest.mark.parametrize("change", [{"priority": 9}, {"params": {"max_people": 2}}, {"video_path": "sub/other.mp4"}])
 def test_conflicting_reuse_of_an_idempotency_key_is_409(client, media_root: Path, change: dict) -> None:
-    body = {"video_path": str(media_root / "video.mp4"), "idempotency_key": "abc-2", "params": {"x": 1}}
+    body = {"video_path": str(media_root / "video.mp4"), "idempotency_key": "abc-2", "params": {"max_people": 1}}
     assert client.post("/v1/jobs", json=body).status_code == 201
     if "video_path" in change:
         change = {"video_path": str(media_root / change["video_path"])}
