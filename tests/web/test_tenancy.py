@@ -3,6 +3,7 @@ listings and statistics, priority ceilings, retry caps, and upload retention."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from jobs.states import ErrorKind
 from jobs.store import MAX_RETRIES, JobStore
 from tests.conftest import wait_for
 from tests.web.conftest import run_job, sql
+from tests.web.test_legacy import _finish_with_image_check, png_base64
 from web.routes_legacy import HYBRID_PRIORITY
 
 
@@ -162,6 +164,29 @@ def test_a_hand_written_ceiling_stays_below_interactive_jobs(make_client, web_st
     client = make_client()
     assert submit(client, media_root, token, priority=HYBRID_PRIORITY).status_code == 422
     assert submit(client, media_root, token, priority=api_tokens.MAX_CEILING).status_code == 201
+
+
+def test_hybrid_runs_before_submissions_at_the_ceiling_and_is_owned(tenants, media_root, web_db_url) -> None:
+    client, a = tenants["client"], tenants["a"]
+    store = client.app.state.ctx.store
+    queued = submit(client, media_root, a, priority=api_tokens.DEFAULT_MAX_PRIORITY).json()["id"]
+    claimed = []
+
+    def worker() -> None:  # starts claiming once the hybrid job waits behind the older one
+        wait_for(lambda: sql(web_db_url, "SELECT 1 FROM pose_jobs WHERE upload_id IS NOT NULL"), what="hybrid job")
+        job = store.claim("w-h", 30.0)
+        claimed.append(job.id)
+        _finish_with_image_check(store, job, "w-h")
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    r = client.post("/pose/hybrid", json={"image_base64": png_base64(64, 48)}, headers=bearer(a))
+    thread.join(timeout=10)
+    assert r.status_code == 200, r.text
+    assert claimed == [r.json()["job_id"]] and queued != claimed[0]  # claimed before the older job
+    assert sql(web_db_url, "SELECT priority, owner_token_id FROM pose_jobs WHERE id = %s", (claimed[0],)) == [
+        (HYBRID_PRIORITY, tenants["a_id"])]
+    assert store.get(queued).state == "queued"
 
 
 def _fail_now(web_db_url: str, job_id: int) -> None:
