@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs.log_setup import log_context
@@ -70,7 +71,19 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
-    return error_response(exc.status_code, _code_for(exc.status_code), message, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # each method is its own Route, so Starlette names only the first one's
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return error_response(exc.status_code, _code_for(exc.status_code), message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves on this request's path."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 EXCEPTION_HANDLERS = {ApiError: api_error_handler, HTTPException: http_exception_handler}

@@ -130,9 +130,17 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["video_path"],
         "properties": {
-            "video_path": {"type": "string", "description": "absolute path under POSE_MEDIA_ROOTS"},
+            "video_path": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 4096,
+                "description": "absolute path under POSE_MEDIA_ROOTS",
+            },
             "priority": {"type": "integer", "minimum": -1000000, "maximum": 1000000, "default": 0},
-            "params": {"type": "object", "description": 'pipeline parameters, e.g. {"mode": "static"}'},
+            "params": {
+                "type": "object",
+                "description": 'parameters of the configured pipeline, e.g. {"mode": "static"}; checked at submit',
+            },
             "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
             "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
@@ -143,7 +151,11 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["video"],
         "properties": {
-            "video": {"type": "string", "format": "binary", "description": "the video file"},
+            "video": {
+                "type": "string",
+                "format": "binary",
+                "description": "the video file: MP4/MOV, Matroska/WebM, AVI, MPEG-TS or MPEG-PS",
+            },
             "priority": {"type": "integer", "minimum": -1000000, "maximum": 1000000},
             "params": {"type": "string", "description": "a JSON object, as text"},
             "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -293,13 +305,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "200": _job_answer("the job an earlier request with the same idempotency key created"),
             "400": _error("malformed JSON or multipart body"),
             "403": _error("video_path outside POSE_MEDIA_ROOTS, relative, or with '..'"),
+            "408": _error("the client stalled while sending the body (POSE_BODY_IDLE_TIMEOUT_S, POSE_BODY_TIMEOUT_S)"),
             "409": _error("the idempotency key was used for a different request"),
-            "413": _error("the body or upload is too large (POSE_MAX_UPLOAD_MB)"),
-            "415": _error("neither JSON nor multipart, or the upload is not a decodable video"),
+            "413": _error("the body or upload is too large (POSE_MAX_UPLOAD_MB, framing included)"),
+            "415": _error(
+                "neither JSON nor multipart, or the video is not a self-contained container with a decodable frame"
+            ),
             "422": _error(
-                "invalid or unknown fields, video_path is not an existing file, or priority above the token's ceiling"
+                "invalid or unknown fields or params, video_path is not an existing file, frames outside the pixel "
+                "limits, or priority above the token's ceiling"
             ),
             "503": UNAVAILABLE,
+            "507": _error("no room to spool the upload now"),
         },
     },
     ("GET", "/v1/jobs"): {
@@ -307,7 +324,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [
             {"name": "state", "in": "query", "schema": {"type": "string", "enum": JOB_STATES}},
             {"name": "since", "in": "query", "schema": TIME, "description": "created at or after (ISO 8601)"},
-            {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor"},
+            {
+                "name": "cursor",
+                "in": "query",
+                "schema": {"type": "string", "minLength": 1},
+                "description": "next_cursor",
+            },
             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
         ],
         "responses": {
@@ -456,7 +478,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         "type": "object",
                         "additionalProperties": False,
                         "required": ["video_path"],
-                        "properties": {"video_path": {"type": "string"}},
+                        "properties": {"video_path": {"type": "string", "minLength": 1, "maxLength": 4096}},
                     }
                 }
             },
@@ -472,8 +494,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             ),
             "400": _error("malformed JSON"),
             "403": _error("video_path outside POSE_MEDIA_ROOTS"),
+            "408": _error("the client stalled while sending the body"),
             "413": _error("body too large"),
-            "415": _error("not JSON"),
+            "415": _error("not JSON, or the file is not a self-contained video container"),
             "422": _error("invalid fields or no such file"),
             "503": UNAVAILABLE,
         },
@@ -536,10 +559,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "the people found in the image",
             ),
             "400": _error("malformed JSON"),
+            "408": _error("the client stalled while sending the body"),
             "409": _error("the job was cancelled"),
             "413": _error("body too large"),
             "415": _error("not JSON"),
-            "422": _error("invalid fields, not an image, or the worker refused the input"),
+            "422": _error(
+                "invalid fields, not a PNG/JPEG/WebP image, outside the pixel limits, or the worker refused the input"
+            ),
             "502": _error("the job failed"),
             "503": UNAVAILABLE,
             "504": _error("no worker finished the job in time"),

@@ -141,6 +141,8 @@ def _check_string(value: str, name: str) -> None:
 
 
 def clean_int(value: Any, name: str, *, lo: int, hi: int) -> int:
+    if isinstance(value, float) and value.is_integer():  # 5.0 is an integer to JSON Schema (and clients)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(name, "must be an integer")
     if not lo <= value <= hi:

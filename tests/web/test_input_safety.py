@@ -246,3 +246,18 @@ def test_valid_pose_params_and_other_pipelines_params_are_accepted(make_client, 
     assert client.post("/v1/jobs", json={"video_path": path, "params": params}).status_code == 201
     other = make_client(pipeline="tests.web.pipelines:create")  # declares no schema: any object
     assert other.post("/v1/jobs", json={"video_path": path, "params": {"behave": "ok"}}).status_code == 201
+
+
+# ---- found by schemathesis (tests/web/test_schemathesis.py) ------------------------------------------
+def test_405_names_every_method_of_the_path(client) -> None:
+    r = client.request("OPTIONS", "/v1/jobs")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_an_integral_float_is_an_integer(client, media_root) -> None:
+    r = client.post("/v1/jobs", json={"video_path": str(media_root / "video.mp4"), "priority": -377.0})
+    assert r.status_code == 201, r.text
+    assert r.json()["priority"] == -377
+    r = client.post("/v1/jobs", json={"video_path": str(media_root / "video.mp4"), "priority": 1.5})
+    assert r.status_code == 422
