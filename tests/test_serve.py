@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import FAKE_PIPELINE, REPO, wait_for
+from tests.conftest import FAKE_PIPELINE, MEDIA, REPO, wait_for
 
 
 def free_port() -> int:
@@ -22,7 +22,8 @@ def free_port() -> int:
 
 def test_serve_runs_web_and_workers_and_stops_them_all(database_url: str, tmp_path: Path):
     video = tmp_path / "clip.mp4"
-    video.write_bytes(b"not decoded by the fake pipeline")
+    # not decoded by the fake pipeline, but the web accepts only real video containers
+    video.write_bytes((MEDIA / "five_frames_720p.mp4").read_bytes())
     port = free_port()
     env = {**os.environ, "POSE_DATABASE_URL": database_url, "POSE_HOME": str(tmp_path / "home"),
            "POSE_MEDIA_ROOTS": str(tmp_path)}
