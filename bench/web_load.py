@@ -186,7 +186,8 @@ def main() -> int:
         upgrade(db_url)
         media = work / "media"
         media.mkdir()
-        (media / "clip.mp4").write_bytes(b"\0" * 1024)  # JSON submits check existence, not content
+        # JSON submits check existence and the container's magic bytes (an MP4 ftyp box), not frames
+        (media / "clip.mp4").write_bytes(b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2" + b"\0" * 1000)
         port = free_port()
         proc = start_server(db_url, media, port, work / "server.log")
         host = f"127.0.0.1:{port}"
