@@ -26,6 +26,7 @@ import errno
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ MULTIPART_OVERHEAD = 1 << 20  # what framing, preamble, epilogue and the small f
 DRAIN_LIMIT = 64 << 20  # after refusing, read at most this much more so the client sees the answer
 #: Errors of a spool write that mean "no room", answered 507 rather than 500.
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: Frames decoded at once by this process (upload checks, /pose/hybrid images). A frame at the pixel
+#: limit is 120 MB decoded; without a bound, concurrent requests would multiply that by the thread pool.
+DECODE_SLOTS = threading.BoundedSemaphore(2)
 
 
 @dataclass
@@ -341,12 +345,19 @@ def check_video(path: str) -> dict[str, Any]:
             raise _not_a_video()
     import cv2  # late: OpenCV is heavy and only uploads need it
 
+    with DECODE_SLOTS:
+        return _check_video(cv2, path)
+
+
+def _check_video(cv2: Any, path: str) -> dict[str, Any]:
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise _not_a_video()
         width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width > 0 and height > 0 and (error := pixel_error(width, height, "video")) is not None:
+        if width <= 0 or height <= 0:  # no frame size in the header: nothing to check before decoding
+            raise _not_a_video()
+        if (error := pixel_error(width, height, "video")) is not None:
             raise error
         ok, frame = cap.read()
         if not ok or frame is None:
@@ -379,21 +390,22 @@ def image_to_video(image: bytes, spool_dir: Path | None = None) -> tuple[str, in
     import cv2
     import numpy as np
 
-    pixels = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if pixels is None or pixels.ndim != 3:
-        raise not_an_image
-    height, width = int(pixels.shape[0]), int(pixels.shape[1])
-    if (error := pixel_error(width, height, "image")) is not None:
-        raise error
-    fd, path = tempfile.mkstemp(prefix="pose-image-", suffix=".avi", dir=spool_dir)
-    os.close(fd)
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"png "), 1.0, (width, height))
-    try:
-        if not writer.isOpened():
-            raise RuntimeError("OpenCV cannot write PNG-in-AVI video here")
-        writer.write(pixels)
-    finally:
-        writer.release()
+    with DECODE_SLOTS:
+        pixels = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if pixels is None or pixels.ndim != 3:
+            raise not_an_image
+        height, width = int(pixels.shape[0]), int(pixels.shape[1])
+        if (error := pixel_error(width, height, "image")) is not None:
+            raise error
+        fd, path = tempfile.mkstemp(prefix="pose-image-", suffix=".avi", dir=spool_dir)
+        os.close(fd)
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"png "), 1.0, (width, height))
+        try:
+            if not writer.isOpened():
+                raise RuntimeError("OpenCV cannot write PNG-in-AVI video here")
+            writer.write(pixels)
+        finally:
+            writer.release()
     return path, width, height
 
 
