@@ -108,6 +108,7 @@ workers = Table(
     Column("heartbeat_at", TS, nullable=False),
     Column("stopped_at", TS),
     Column("current_job_id", BigInteger),
+    Column("problem", Text),  # why it cannot run jobs (its pipeline cannot load); NULL when it can
 )
 
 api_tokens = Table(
