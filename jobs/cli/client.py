@@ -86,7 +86,17 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def _submit_direct(args: argparse.Namespace, video: Path, params: dict[str, Any] | None) -> int:
-    _, store = open_store(settings_from(args), pool_size=1)
+    from worker.pipeline.params import InvalidParams, schema_for
+
+    settings = settings_from(args)
+    schema = schema_for(settings.pipeline) if params is not None else None
+    if schema is not None:  # refused now, as the REST API does, rather than failing later on a worker
+        try:
+            schema.validate(params)
+        except InvalidParams as exc:
+            print(f"--params: {exc}", file=sys.stderr)
+            return 2
+    _, store = open_store(settings, pool_size=1)
     try:
         job, created = store.submit(
             str(video.resolve()), priority=args.priority, params=params, idempotency_key=args.idempotency_key

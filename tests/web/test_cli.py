@@ -120,3 +120,10 @@ def test_status_result_jobs_stats_read_the_database(web_store, web_db_url, tmp_p
     assert stats.returncode == 0 and "SUBMIT" in stats.stdout
     today = stats.stdout.splitlines()[1].split()
     assert today[1:4] == ["2", "1", "0"]
+
+
+def test_submit_refuses_params_the_configured_pipeline_refuses(web_db_url: str, tmp_path: Path) -> None:
+    r = cli("submit", str(VIDEO), "--params", '{"max_people": 0}', url=web_db_url, env={"POSE_HOME": str(tmp_path)})
+    assert r.returncode == 2, r.stderr
+    assert "max_people must be between 1 and 32" in r.stderr
+    assert sql(web_db_url, "SELECT count(*) FROM pose_jobs")[0][0] == 0
