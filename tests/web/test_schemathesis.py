@@ -22,7 +22,10 @@ CHECKS = (
 )
 
 
-def schemathesis(server_url: str, token: str, checks: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(
+    server_url: str, token: str, checks: str, *extra: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """The schemathesis CLI; ``cwd`` receives its cache directory (.schemathesis/)."""
     binary = Path(sys.executable).with_name("schemathesis")
     return subprocess.run(
         [str(binary), "run", server_url + "/openapi.json", "-H", f"Authorization: Bearer {token}",
@@ -31,6 +34,7 @@ def schemathesis(server_url: str, token: str, checks: str, *extra: str) -> subpr
         capture_output=True,
         text=True,
         timeout=180,
+        cwd=cwd,
     )
 
 
@@ -38,9 +42,9 @@ def schemathesis(server_url: str, token: str, checks: str, *extra: str) -> subpr
     not Path(sys.executable).with_name("schemathesis").exists() and shutil.which("schemathesis") is None,
     reason="schemathesis is not installed",
 )
-def test_every_operation_conforms_and_never_answers_5xx(start_server, media_root) -> None:
+def test_every_operation_conforms_and_never_answers_5xx(start_server, media_root, tmp_path) -> None:
     server = start_server(env={"POSE_API_TOKENS": "st-token", "POSE_MEDIA_ROOTS": str(media_root)})
-    conform = schemathesis(server.url, "st-token", CHECKS, "--max-time", "40")
+    conform = schemathesis(server.url, "st-token", CHECKS, "--max-time", "40", cwd=tmp_path)
     assert conform.returncode == 0, conform.stdout[-6000:]
     no_5xx = schemathesis(
         server.url,
@@ -52,6 +56,7 @@ def test_every_operation_conforms_and_never_answers_5xx(start_server, media_root
         "/api/pose/health",
         "--max-time",
         "40",
+        cwd=tmp_path,
     )
     assert no_5xx.returncode == 0, no_5xx.stdout[-6000:]
     assert "Traceback" not in server.log()
