@@ -317,8 +317,9 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
-#: The answer to anything that is not a self-contained video container, whatever it is or names.
 def _not_a_video() -> ApiError:
+    """The answer to anything that is not a self-contained video container, whatever it is or names:
+    one answer, so a refusal says nothing about the files a playlist points at."""
     return ApiError(
         415,
         "not_a_video",
