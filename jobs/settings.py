@@ -1,124 +1,197 @@
-"""pose-service configuration: environment variables, overridable by command-line flags.
+"""pose-service configuration: every setting declared once, read from the environment and from flags.
 
-One frozen dataclass so every part (web, worker, CLI) reads the same names, and so startup can log
-the effective configuration with secrets masked.
+Each field of ``Settings`` is one setting: its type and bounds (validated by pydantic), its default,
+its help text, its environment variable (``POSE_`` + the name in capitals) and the command-line
+flag (``--`` + the name with dashes) of every command whose group it belongs to (``commands=`` on
+the field: ``common`` for every command, ``web`` for web and serve, ``worker`` for worker and serve).
+jobs/cli/common.py builds the flags from these declarations, so a new setting is a flag of the right
+commands without another line anywhere; `serve` hands its effective settings to the workers it starts
+through their environment, so nothing is re-serialised flag by flag.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-SECRET_FIELDS = frozenset({"database_url", "api_tokens"})
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "POSE_"
+COMMON, WEB, WORKER = "common", "web", "worker"
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+def setting(default: Any, help: str, *, commands: tuple[str, ...], secret: bool = False,
+            flags: tuple[str, ...] = (), **bounds: Any) -> Any:
+    """Declare one setting: ``commands`` are the groups whose commands take it as a flag; ``flags``
+    adds aliases to the generated ``--name``; ``bounds`` are pydantic constraints (gt=0, ...)."""
+    return Field(default, description=help, json_schema_extra={"commands": list(commands), "secret": secret,
+                                                               "flags": list(flags)}, **bounds)
 
 
-def _float(name: str, default: float) -> float:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
+PositiveSeconds = Annotated[float, Field(gt=0)]
+TextList = Annotated[tuple[str, ...], NoDecode]  # "a,b" or "a:b" in the environment, not JSON
 
 
-def _list(name: str) -> tuple[str, ...]:
-    raw = _env(name, "") or ""
-    return tuple(part.strip() for part in raw.replace(os.pathsep, ",").split(",") if part.strip())
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=True)
 
+    database_url: str | None = setting(
+        None, "PostgreSQL DSN (postgresql://user:pass@host/db); unset: an embedded PostgreSQL under POSE_HOME",
+        commands=(COMMON,), secret=True)
+    home: Path = setting(Path.home() / ".pose-service",
+                         "embedded database, model cache, worker scratch files, demo results", commands=(COMMON,))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
+        "INFO", "log level", commands=(COMMON,))
+    log_format: Literal["text", "json"] = setting("text", "json: one JSON object per line", commands=(COMMON,))
+    model_dir: Path | None = setting(None, "BlazePose weights (default $POSE_HOME/models)", commands=(WORKER,))
+    api_tokens: TextList = setting((), "comma-separated bearer tokens (admin); none, and none in the database: "
+                                       "an open API on 127.0.0.1", commands=(WEB,), secret=True)
+    media_roots: TextList = setting((), "comma-separated directories whose videos may be submitted by path (the "
+                                        "worker opens only files inside them)", commands=(WEB, WORKER))
+    max_upload_mb: PositiveSeconds = setting(2048.0, "upload size cap in MiB", commands=(WEB,))
+    body_idle_timeout_s: PositiveSeconds = setting(30.0, "408 when a request body stalls this long",
+                                                   commands=(WEB,))
+    body_timeout_s: PositiveSeconds = setting(3600.0, "408 when a request body takes longer than this in all",
+                                              commands=(WEB,))
+    retention_days: float | None = setting(
+        None, "uploads are deleted this many days after their jobs end (unset: kept for ever)",
+        commands=(WEB,), gt=0)
+    timeout_s: PositiveSeconds = setting(1800.0, "default per-job deadline (a job's timeout_s overrides it)",
+                                         commands=(WORKER,))
+    lease_s: PositiveSeconds = setting(15.0, "a running job's lease: a silent worker loses its job after it",
+                                       commands=(WEB, WORKER))
+    heartbeat_s: PositiveSeconds = setting(2.0, "how often a worker renews its lease", commands=(WORKER,))
+    poll_s: PositiveSeconds = setting(2.0, "polling backstop behind LISTEN/NOTIFY", commands=(WORKER,))
+    retry_base_s: PositiveSeconds = setting(10.0, "first retry delay; doubles per attempt", commands=(WORKER,))
+    retry_cap_s: PositiveSeconds = setting(600.0, "longest retry delay", commands=(WORKER,))
+    kill_grace_s: PositiveSeconds = setting(5.0, "SIGTERM to SIGKILL grace for a pipeline child",
+                                            commands=(WORKER,))
+    shutdown_grace_s: PositiveSeconds = setting(30.0, "how long a stopping worker waits for its running job",
+                                                commands=(WORKER,))
+    worker_mode: Literal["warm", "fresh"] = setting(
+        "warm", "warm: one long-lived pipeline child; fresh: a new child per job", commands=(WORKER,),
+        flags=("--mode",))
+    recycle_after: int = setting(1000, "a warm child is replaced after this many jobs", commands=(WORKER,), gt=0)
+    pipeline: str = setting("worker.pipeline.pose:create", "the pipeline factory the child loads (module:function)",
+                            commands=(WEB, WORKER))
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None = None
-    home: Path = field(default_factory=lambda: Path.home() / ".pose-service")
-    model_dir: Path | None = None
-    api_tokens: tuple[str, ...] = ()
-    media_roots: tuple[str, ...] = ()
-    timeout_s: float = 1800.0
-    log_level: str = "INFO"
-    log_format: str = "text"
-    max_upload_mb: float = 2048.0
-    body_idle_timeout_s: float = 30.0
-    body_timeout_s: float = 3600.0
-    lease_s: float = 15.0
-    heartbeat_s: float = 2.0
-    poll_s: float = 2.0
-    retry_base_s: float = 10.0
-    retry_cap_s: float = 600.0
-    kill_grace_s: float = 5.0
-    shutdown_grace_s: float = 30.0
-    worker_mode: str = "warm"
-    recycle_after: int = 1000
-    pipeline: str = "worker.pipeline.pose:create"
-    retention_days: float | None = None  # uploads are deleted this long after their jobs end; None: kept
-
+    @field_validator("api_tokens", "media_roots", mode="before")
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(_env("POSE_HOME") or Path.home() / ".pose-service").expanduser()
-        model_dir = _env("POSE_MODEL_DIR")
-        log_format = (_env("POSE_LOG_FORMAT", "text") or "text").lower()
-        if log_format not in ("text", "json"):
-            raise ValueError(f"POSE_LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
-        mode = (_env("POSE_WORKER_MODE", "warm") or "warm").lower()
-        if mode not in ("warm", "fresh"):
-            raise ValueError(f"POSE_WORKER_MODE must be 'warm' or 'fresh', got {mode!r}")
-        return cls(
-            database_url=_env("POSE_DATABASE_URL"),
-            home=home,
-            model_dir=Path(model_dir).expanduser() if model_dir else home / "models",
-            api_tokens=_list("POSE_API_TOKENS"),
-            media_roots=tuple(str(Path(p).expanduser()) for p in _list("POSE_MEDIA_ROOTS")),
-            timeout_s=_float("POSE_TIMEOUT_S", cls.timeout_s),
-            log_level=(_env("POSE_LOG_LEVEL", "INFO") or "INFO").upper(),
-            log_format=log_format,
-            max_upload_mb=_float("POSE_MAX_UPLOAD_MB", cls.max_upload_mb),
-            body_idle_timeout_s=_float("POSE_BODY_IDLE_TIMEOUT_S", cls.body_idle_timeout_s),
-            body_timeout_s=_float("POSE_BODY_TIMEOUT_S", cls.body_timeout_s),
-            lease_s=_float("POSE_LEASE_S", cls.lease_s),
-            heartbeat_s=_float("POSE_HEARTBEAT_S", cls.heartbeat_s),
-            poll_s=_float("POSE_POLL_S", cls.poll_s),
-            retry_base_s=_float("POSE_RETRY_BASE_S", cls.retry_base_s),
-            retry_cap_s=_float("POSE_RETRY_CAP_S", cls.retry_cap_s),
-            kill_grace_s=_float("POSE_KILL_GRACE_S", cls.kill_grace_s),
-            shutdown_grace_s=_float("POSE_SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
-            worker_mode=mode,
-            recycle_after=int(_float("POSE_RECYCLE_AFTER", cls.recycle_after)),
-            pipeline=_env("POSE_PIPELINE", cls.pipeline) or cls.pipeline,
-            retention_days=_float("POSE_RETENTION_DAYS", 0.0) or None,  # unset: keep for ever
-        )
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.replace(os.pathsep, ",").split(",") if part.strip())
+        return value
+
+    @field_validator("media_roots", mode="after")
+    @classmethod
+    def _expand_roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(Path(p).expanduser()) for p in value)
+
+    @field_validator("log_level", "log_format", "worker_mode", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in ("debug", "info", "warning", "error", "critical") else value.lower()
+
+    @field_validator("database_url", "model_dir", "retention_days", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        home = self.home.expanduser()
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "model_dir", self.model_dir.expanduser() if self.model_dir else home / "models")
+        return self
+
+    # ---- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The environment, then ``overrides`` (flags that were given; None means not given).
+        A bad value is a ValueError naming the variable and what it must be."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise ValueError(describe_errors(exc, given)) from None
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with the non-None ``changes`` applied (CLI flags that were given)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with the non-None ``changes`` applied, validated like the rest."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        try:
+            return type(self).model_validate({**self.model_dump(), **given})
+        except ValidationError as exc:
+            raise ValueError(describe_errors(exc, given)) from None
+
+    # ---- description ---------------------------------------------------------------------------
+    @classmethod
+    def declarations(cls) -> dict[str, FieldInfo]:
+        return dict(cls.model_fields)
+
+    @staticmethod
+    def env_name(name: str) -> str:
+        return ENV_PREFIX + name.upper()
+
+    @staticmethod
+    def commands_of(info: FieldInfo) -> tuple[str, ...]:
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        return tuple(extra.get("commands", ()))  # type: ignore[arg-type]
+
+    @staticmethod
+    def is_secret(info: FieldInfo) -> bool:
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        return bool(extra.get("secret"))
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as POSE_* variables, for a process this one starts (serve's workers)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            env[self.env_name(name)] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return env
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration for the startup log: secrets replaced, paths as strings."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "database_url" and value:
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name == "database_url" and value:
                 value = mask_dsn(value)
-            elif f.name in SECRET_FIELDS and value:
+            elif self.is_secret(info) and value:
                 value = f"<{len(value)} tokens>" if isinstance(value, tuple) else "***"
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
                 value = list(value)
-            out[f.name] = value
+            out[name] = value
         return out
+
+
+#: pydantic error types, as "NAME must be ...".
+_RULES = {
+    "float_parsing": "a number", "int_parsing": "an integer", "float_type": "a number", "int_type": "an integer",
+    "greater_than": "greater than {gt}", "literal_error": "one of {expected}",
+}
+
+
+def describe_errors(exc: ValidationError, given: dict[str, Any]) -> str:
+    """pydantic's errors as one line naming the variable or flag, never echoing a secret."""
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        where = f"--{name.replace('_', '-')}" if name in given else Settings.env_name(name)
+        rule = _RULES.get(err["type"])
+        parts.append(f"{where} must be {rule.format(**err.get('ctx', {}))}" if rule else f"{where}: {err['msg']}")
+    return "; ".join(parts)
 
 
 #: libpq parameters whose values are secrets, wherever a DSN carries them.

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.cli.common import add_common_flags, open_store, settings_from
+from jobs.cli.common import add_setting_flags, open_store, settings_from
 from jobs.states import JobState
 
 POLL_S = 0.5
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.set_defaults(func=run_stats)
 
     for p in (submit, status, result, jobs, stats):
-        add_common_flags(p)
+        add_setting_flags(p)
 
 
 # ---- submit ----------------------------------------------------------------------------------------

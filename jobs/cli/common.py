@@ -7,30 +7,40 @@ import logging
 
 from jobs.database import ensure_schema_current, resolve_database_url
 from jobs.log_setup import configure_logging
-from jobs.settings import Settings
+from jobs.settings import COMMON, Settings
 from jobs.store import JobStore
 
 log = logging.getLogger("pose_service")
 
 
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="PostgreSQL DSN (env POSE_DATABASE_URL; unset: embedded)")
-    parser.add_argument("--home", help="state directory (env POSE_HOME, default ~/.pose-service)")
-    parser.add_argument("--log-level", help="env POSE_LOG_LEVEL (default INFO)")
-    parser.add_argument("--log-format", choices=("text", "json"), help="env POSE_LOG_FORMAT")
+_DEST = "setting__"  # argparse dest prefix of setting flags, apart from each command's own arguments
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, *groups: str) -> None:
+    """A flag for every setting of the ``common`` group and of ``groups`` (jobs/settings.py),
+    with its help, its environment variable and its default."""
+    wanted = {COMMON, *groups}
+    for name, info in Settings.declarations().items():
+        if not wanted & set(Settings.commands_of(info)):
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        flags = [f"--{name.replace('_', '-')}", *extra.get("flags", [])]  # type: ignore[misc]
+        default = "unset" if info.default is None else info.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "none"
+        shown = "***" if Settings.is_secret(info) and info.default else default
+        parser.add_argument(*flags, dest=_DEST + name, metavar=name.split("_")[-1].upper(),
+                            help=f"{info.description} (env {Settings.env_name(name)}; default {shown})")
 
 
 def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
-    """Environment first, then the flags that were given, then ``overrides``."""
-    from pathlib import Path
-
-    settings = Settings.from_env().replace(
-        database_url=getattr(args, "database_url", None),
-        home=Path(args.home).expanduser() if getattr(args, "home", None) else None,
-        log_level=args.log_level.upper() if getattr(args, "log_level", None) else None,
-        log_format=getattr(args, "log_format", None),
-    )
-    settings = settings.replace(**overrides)
+    """Environment first, then the setting flags that were given, then ``overrides``; configures
+    logging. A bad value exits with a message naming the flag or variable."""
+    given = {key[len(_DEST):]: value for key, value in vars(args).items() if key.startswith(_DEST)}
+    try:
+        settings = Settings.from_env(**{**given, **overrides})
+    except ValueError as exc:
+        raise SystemExit(f"pose-service: invalid configuration: {exc}") from None
     configure_logging(settings.log_level, settings.log_format)
     return settings
 

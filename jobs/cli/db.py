@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.cli.common import add_common_flags, settings_from
+from jobs.cli.common import add_setting_flags, settings_from
 from jobs.database import (
     current_revision,
     downgrade,
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.add_parser("status", help="say whether the embedded PostgreSQL under POSE_HOME runs (never starts it)")
     sub.add_parser("stop", help="stop the embedded PostgreSQL under POSE_HOME")
     for p in sub.choices.values():
-        add_common_flags(p)
+        add_setting_flags(p)
     db.set_defaults(func=run)
 
 

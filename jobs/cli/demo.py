@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.cli.common import add_common_flags, settings_from
+from jobs.cli.common import add_setting_flags, settings_from
 from jobs.sample_media import media_dir
 
 DEFAULT_VIDEO = media_dir() / "runner_1080p.mp4"
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run the service end to end on one video and summarise the result")
     p.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO))
     p.add_argument("--timeout-s", type=float, default=1800.0)
-    add_common_flags(p)
+    add_setting_flags(p)
     p.set_defaults(func=run)
 
 

@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 
-from jobs.cli.common import add_common_flags, settings_from
-from jobs.cli.worker import add_worker_flags, worker_overrides
+from jobs.cli.common import add_setting_flags, settings_from
 from jobs.database import resolve_database_url, upgrade
+from jobs.settings import WEB, WORKER
 
 log = logging.getLogger("pose_service.serve")
 
@@ -28,19 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bind address (default: 127.0.0.1 with no API tokens configured, else 0.0.0.0)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker daemons to start (default 1)")
-    add_worker_flags(p)
-    add_common_flags(p)
+    add_setting_flags(p, WEB, WORKER)
     p.set_defaults(func=run)
 
 
-def worker_command(args: argparse.Namespace) -> list[str]:
-    """The same worker flags this serve was given, for each worker child."""
-    cmd = [sys.executable, "-m", "jobs.cli", "worker"]
-    for flag, value in vars(args).items():
-        if value is None or flag in ("host", "port", "workers", "func", "command"):
-            continue
-        cmd += [f"--{flag.replace('_', '-')}", str(value)]
-    return cmd
+def worker_command() -> list[str]:
+    """A worker child: its settings come from the environment serve gives it (Settings.as_env)."""
+    return [sys.executable, "-m", "jobs.cli", "worker"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from worker.daemon_pool import DaemonPool
     from worker.parent_death import parent_env
 
-    settings = settings_from(args, **worker_overrides(args))
+    settings = settings_from(args)
     url = resolve_database_url(settings)
     upgrade(url)
     # workers share the resolved server (embedded or not) and stop gracefully if serve dies
-    env = {**os.environ, "POSE_DATABASE_URL": url, **parent_env()}
-    pool = DaemonPool([worker_command(args)] * max(0, args.workers), env=env,
+    settings = settings.replace(database_url=url)
+    env = {**os.environ, **settings.as_env(), **parent_env()}
+    pool = DaemonPool([worker_command()] * max(0, args.workers), env=env,
                       stop_timeout_s=settings.shutdown_grace_s + 10)
     pool.start()
     log.info("started %d worker daemon(s), restarted if they die: pids %s", args.workers, pool.pids)
@@ -61,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     # before it started; a no-op handler here lets serve go on to stop its workers and exit 0.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
-        serve_web(settings.replace(database_url=url), args.host, args.port)
+        serve_web(settings, args.host, args.port)
     finally:
         pool.stop()
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.cli.common import add_common_flags, open_store, settings_from
+from jobs.cli.common import add_setting_flags, open_store, settings_from
 from web.representation import iso
 
 
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke = sub.add_parser("revoke", help="revoke a token by id (requests with it then get 403)")
     revoke.add_argument("id", type=int)
     for p in sub.choices.values():
-        add_common_flags(p)
+        add_setting_flags(p)
     tokens.set_defaults(func=run)
 
 

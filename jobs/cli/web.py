@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from jobs.cli.common import add_common_flags, settings_from
+from jobs.cli.common import add_setting_flags, settings_from
 from jobs.database import SchemaOutOfDate
-from jobs.settings import Settings
+from jobs.settings import WEB, Settings
 
 log = logging.getLogger("pose_service.web")
 
@@ -33,7 +33,7 @@ OPEN_API_WARNING = """
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("web", help="serve the REST API (no workers)")
     add_web_flags(p)
-    add_common_flags(p)
+    add_setting_flags(p, WEB)
     p.set_defaults(func=run)
 
 
@@ -43,25 +43,10 @@ def add_web_flags(p: argparse.ArgumentParser) -> None:
         help="interface to bind (default 0.0.0.0 with API tokens configured, else 127.0.0.1)",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    p.add_argument("--media-roots", help="comma-separated directories clients may name paths in (POSE_MEDIA_ROOTS)")
-    p.add_argument("--max-upload-mb", type=float, help="upload size cap in MiB (POSE_MAX_UPLOAD_MB)")
-    p.add_argument(
-        "--body-idle-timeout-s", type=float, help="408 when a request body stalls this long (POSE_BODY_IDLE_TIMEOUT_S)"
-    )
-    p.add_argument("--body-timeout-s", type=float, help="408 when a request body takes longer (POSE_BODY_TIMEOUT_S)")
 
 
 def run(args: argparse.Namespace) -> int:
-    media_roots = None
-    if args.media_roots:
-        media_roots = tuple(p.strip() for p in args.media_roots.split(",") if p.strip())
-    settings = settings_from(
-        args,
-        media_roots=media_roots,
-        max_upload_mb=args.max_upload_mb,
-        body_idle_timeout_s=args.body_idle_timeout_s,
-        body_timeout_s=args.body_timeout_s,
-    )
+    settings = settings_from(args)
     try:
         serve_web(settings, args.host, args.port)
     except SchemaOutOfDate as exc:

@@ -8,40 +8,10 @@ import os
 import signal
 import sys
 
-from jobs.cli.common import add_common_flags, open_store, settings_from
-from jobs.settings import Settings
+from jobs.cli.common import add_setting_flags, open_store, settings_from
+from jobs.settings import WORKER, Settings
 
 log = logging.getLogger("pose_service.worker")
-
-
-def add_worker_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=("warm", "fresh"), help="env POSE_WORKER_MODE (default warm)")
-    parser.add_argument("--pipeline", help="pipeline factory module:function (env POSE_PIPELINE)")
-    parser.add_argument("--timeout-s", type=float, help="default per-job deadline (env POSE_TIMEOUT_S)")
-    parser.add_argument("--lease-s", type=float, help="job lease; a silent worker loses its job after it")
-    parser.add_argument("--heartbeat-s", type=float, help="how often the lease is extended")
-    parser.add_argument("--poll-s", type=float, help="polling backstop when no NOTIFY arrives")
-    parser.add_argument("--retry-base-s", type=float, help="first retry delay; doubles per attempt")
-    parser.add_argument("--shutdown-grace-s", type=float, help="how long SIGTERM waits for the running job")
-    parser.add_argument("--recycle-after", type=int, help="warm child is replaced after this many jobs")
-    parser.add_argument("--model-dir", help="env POSE_MODEL_DIR")
-
-
-def worker_overrides(args: argparse.Namespace) -> dict[str, object]:
-    from pathlib import Path
-
-    return {
-        "worker_mode": args.mode,
-        "pipeline": args.pipeline,
-        "timeout_s": args.timeout_s,
-        "lease_s": args.lease_s,
-        "heartbeat_s": args.heartbeat_s,
-        "poll_s": args.poll_s,
-        "retry_base_s": args.retry_base_s,
-        "shutdown_grace_s": args.shutdown_grace_s,
-        "recycle_after": args.recycle_after,
-        "model_dir": Path(args.model_dir).expanduser() if args.model_dir else None,
-    }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,13 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gpu = p.add_mutually_exclusive_group()
     gpu.add_argument("--gpu", help="pin this worker's pipeline to GPU ID (sets CUDA_VISIBLE_DEVICES)")
     gpu.add_argument("--gpus", choices=("all",), help="start one worker daemon per visible GPU")
-    add_worker_flags(p)
-    add_common_flags(p)
+    add_setting_flags(p, WORKER)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args, **worker_overrides(args))
+    settings = settings_from(args)
     log.info("effective configuration: %s", settings.masked())
     if args.gpus == "all":
         return run_per_gpu(args, settings)
