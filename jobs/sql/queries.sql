@@ -140,8 +140,7 @@ SET state = CASE
         ELSE 'failed' END,
     run_after = CASE
         WHEN :retryable AND attempt < max_attempts AND NOT cancel_requested
-        THEN now() + make_interval(secs => least(:retry_cap_s, :retry_base_s * power(2, attempt - 1))
-                                           * (0.5 + random()))
+        THEN now() + pose_retry_delay(attempt, CAST(:retry_base_s AS float8), CAST(:retry_cap_s AS float8))
         ELSE run_after END,
     finished_at = CASE WHEN cancel_requested OR NOT (:retryable AND attempt < max_attempts)
                        THEN now() END,
@@ -187,9 +186,8 @@ SET state = CASE
         WHEN j.attempt < j.max_attempts THEN 'queued'
         ELSE 'failed' END,
     run_after = CASE WHEN j.attempt < j.max_attempts AND NOT j.cancel_requested
-                     THEN now() + make_interval(secs => least(:retry_cap_s,
-                                                              :retry_base_s * power(2, j.attempt - 1))
-                                                      * (0.5 + random()))
+                     THEN now() + pose_retry_delay(j.attempt, CAST(:retry_base_s AS float8),
+                                                     CAST(:retry_cap_s AS float8))
                      ELSE j.run_after END,
     finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END,
     worker_id = CASE WHEN j.attempt < j.max_attempts AND NOT j.cancel_requested
