@@ -92,6 +92,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), None if gone.
+
+    A pid and its start time name one process for good; a pid alone may be reused by the time a
+    cleanup gets to it, and then it would belong to somebody else's process.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def alive(pid: int) -> bool:
     """True for a running process (a zombie counts as dead)."""
     try:
@@ -113,7 +125,7 @@ class Proc:
             stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True,
         )
         self.pid = self.proc.pid
-        self._family: set[int] = set()
+        self._family: set[tuple[int, int | None]] = set()  # (pid, start time) of every descendant seen
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -131,16 +143,20 @@ class Proc:
             time.sleep(0.05)
         return False
 
+    def _note_family(self) -> None:
+        if self.running():  # once reaped, the pid may be somebody else's
+            self._family.update((pid, start_time(pid)) for pid in descendants(self.pid))
+
     def kill9(self) -> None:
         """SIGKILL to this process alone, as an operator's kill -9 or the kernel would do it."""
-        self._family.update(descendants(self.pid))
+        self._note_family()
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         self.proc.wait()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM to the group, SIGKILL after ``grace``, then SIGKILL to any descendant still alive."""
-        self._family.update(descendants(self.pid))
+        self._note_family()
         if self.running():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGTERM)
@@ -150,9 +166,8 @@ class Proc:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._family.update(descendants(self.pid))
-        for pid in self._family:  # pipeline children live in process groups of their own
-            if alive(pid):
+        for pid, started in self._family:  # pipeline children live in process groups of their own
+            if started is not None and start_time(pid) == started and alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if not self._log.closed:
