@@ -401,6 +401,13 @@ class JobStore:
         row = self._one("recent_run_seconds")
         return float(row.mean_run_s) if row.mean_run_s is not None else None
 
+    def recent_job_durations(self) -> list[tuple[float | None, float | None]]:
+        """(wait_s, run_s) of the jobs that succeeded within the last hour, for /metrics' histograms."""
+        return [
+            (None if r.wait_s is None else float(r.wait_s), None if r.run_s is None else float(r.run_s))
+            for r in self._all("recent_job_durations")
+        ]
+
     def daily_stats(self, days: int, *, owner_token_id: int | None = None) -> list[dict[str, Any]]:
         """pose_job_daily_stats; with ``owner_token_id``, the same figures over that token's jobs."""
         if owner_token_id is None:

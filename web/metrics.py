@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
@@ -18,7 +17,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobs.queries import query
 from jobs.store import JobStore
 from web.context import db
 
@@ -63,24 +61,23 @@ class JobCollector:
         busy = sum(1 for w in workers if w.get("current_job_id") is not None)
         yield GaugeMetricFamily("pose_workers_busy", "live workers running a job", value=busy)
 
-        with self.store.engine.begin() as conn:
-            rows = conn.execute(query("recent_job_durations")).all()
+        durations = self.store.recent_job_durations()
         yield _histogram(
             "pose_job_wait_seconds",
             "queue wait of jobs that succeeded in the last hour",
-            [r.wait_s for r in rows],
+            [wait_s for wait_s, _ in durations],
             WAIT_BUCKETS,
         )
         yield _histogram(
             "pose_job_run_seconds",
             "run time of jobs that succeeded in the last hour",
-            [r.run_s for r in rows],
+            [run_s for _, run_s in durations],
             RUN_BUCKETS,
         )
 
 
-def _histogram(name: str, doc: str, values: list[Any], bounds: tuple[float, ...]) -> Metric:
-    samples = sorted(float(v) for v in values if v is not None)
+def _histogram(name: str, doc: str, values: list[float | None], bounds: tuple[float, ...]) -> Metric:
+    samples = sorted(v for v in values if v is not None)
     buckets, i = [], 0
     for bound in bounds:
         while i < len(samples) and samples[i] <= bound:
