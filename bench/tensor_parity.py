@@ -46,8 +46,8 @@ from tests.pipeline.litert_oracle import (  # noqa: E402
     real_inputs,
     torch_outputs,
 )
-from worker.pipeline import weights  # noqa: E402
-from worker.pipeline.tflite_torch import load_tflite  # noqa: E402
+from worker.pipeline.blazepose import weights  # noqa: E402
+from worker.pipeline.runtime.tflite_torch import load_tflite  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "tensor_parity.json"
 COLUMNS = ("torch-LiteRT", "LiteRT-f64", "torch-f64", "XNNPACK-builtin")

@@ -63,7 +63,7 @@ MODES = ("warm", "fresh")
 
 def default_model_dir() -> str:
     """The weights directory the pipeline would use here (the worker gets its own POSE_HOME)."""
-    from worker.pipeline.weights import default_model_dir as resolve
+    from worker.pipeline.blazepose.weights import default_model_dir as resolve
 
     return str(resolve())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobs.sample_media import media_dir
 from tests.conftest import REPO
-from worker.pipeline.weights import default_model_dir
+from worker.pipeline.blazepose.weights import default_model_dir
 
 
 def test_demo_processes_a_video_and_summarises_it(database_url: str, tmp_path: Path):

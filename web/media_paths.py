@@ -5,7 +5,7 @@ itself resolved the same way, so neither ``..`` nor a symlink planted inside a r
 ``..`` components and relative paths are refused outright, before resolving: they have no honest
 use in an API that takes absolute paths, and refusing them keeps the rule easy to audit.
 The job stores the resolved path, so the worker opens exactly the file that was checked. The file
-must also be a self-contained video container (worker/pipeline/media_checks.py): a playlist inside a
+must also be a self-contained video container (worker/pipeline/io/media_checks.py): a playlist inside a
 root could otherwise make FFmpeg read files outside every root.
 """
 
@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 
 from web.errors import ApiError
-from worker.pipeline.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, video_container
+from worker.pipeline.io.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, video_container
 
 
 class MediaRoots:

@@ -6,7 +6,7 @@ would steer FFmpeg's choice of demuxer). Nothing touches the database while the 
 a slow client costs a socket and a coroutine, not one of the web's few database connections. Once
 the body is complete the spool file is checked, in this order, each refusal keeping nothing:
 
-1. the container, from its magic bytes (worker/pipeline/media_checks.py): MP4/MOV, Matroska/WebM,
+1. the container, from its magic bytes (worker/pipeline/io/media_checks.py): MP4/MOV, Matroska/WebM,
    AVI, MPEG-TS/PS only. Playlists, concat lists and anything else that names other files are
    refused with the same 415 whatever they name, so the answer says nothing about other files;
 2. the frame size, from the stream header, before any frame is decoded (pixel limits: 422);
@@ -41,7 +41,7 @@ from jobs.store import JobStore, UploadTooLarge
 from web.context import db
 from web.errors import ApiError
 from web.validation import body_chunks
-from worker.pipeline.media_checks import (
+from worker.pipeline.io.media_checks import (
     IMAGE_FORMATS,
     MIN_SIDE,
     SNIFF_BYTES,

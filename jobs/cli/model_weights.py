@@ -2,7 +2,7 @@
 
 ``argv`` is what follows ``models`` on the command line. Exit codes: 0 success, 1 weights missing or
 corrupted or the fetch failed (the message says why and what to do), 2 bad arguments. Also runnable
-without the console script: ``python -m worker.pipeline.cli_models fetch``.
+without the console script: ``python -m jobs.cli.model_weights fetch``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from worker.pipeline import weights
+from worker.pipeline.blazepose import weights
 
 
 def _parser() -> argparse.ArgumentParser:

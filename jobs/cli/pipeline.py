@@ -1,15 +1,17 @@
 """`pose-service run VIDEO ...` and `pose-service models ...`: the pipeline without the database.
 
-Both hand their arguments to the pipeline package's own command modules, imported only when used,
-so commands that never touch torch do not pay for importing it.
+Both hand their arguments to their own command modules (jobs/cli/run.py, jobs/cli/model_weights.py),
+imported only when used, so commands that never touch torch do not pay for importing it. They live in
+jobs/cli, the composition root, rather than in worker/pipeline: the pipeline package is what the
+worker's child runs, and knows nothing of command lines.
 """
 
 from __future__ import annotations
 
 import argparse
 
-#: commands whose whole argument list belongs to a pipeline module (it parses its own flags)
-DELEGATED = {"run": "worker.pipeline.cli_run", "models": "worker.pipeline.cli_models"}
+#: commands whose whole argument list belongs to one module (it parses its own flags)
+DELEGATED = {"run": "jobs.cli.run", "models": "jobs.cli.model_weights"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,7 +15,8 @@ import cv2
 import pytest
 import torch
 
-from worker.pipeline import pose, weights
+from worker.pipeline import pose
+from worker.pipeline.blazepose import weights
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import torch
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from jobs.sample_media import shared_dir
-from worker.pipeline.tflite_torch import TFLiteModule
+from worker.pipeline.runtime.tflite_torch import TFLiteModule
 
 SHARED = shared_dir()
 VIDEO = SHARED / "media" / "runner_1080p.mp4"

@@ -15,7 +15,7 @@ import pytest
 
 from worker.pipeline import pose
 from worker.pipeline.contract import BadInput
-from worker.pipeline.video_source import VideoSource
+from worker.pipeline.io.video_source import VideoSource
 
 
 def write_video(

@@ -99,7 +99,7 @@ def test_five_frames_mediapipe_person_is_among_ours(pipeline: pose.PosePipeline,
 
 
 def test_anchors_follow_the_pose_detector_grid() -> None:
-    from worker.pipeline.anchors import ssd_anchors
+    from worker.pipeline.blazepose.anchors import ssd_anchors
 
     anchors = ssd_anchors()
     assert anchors.shape == (2254, 4)
@@ -115,7 +115,7 @@ def test_anchors_follow_the_pose_detector_grid() -> None:
 
 def test_crop_mapping_is_mediapipes_rotated_rect_warp() -> None:
     """Our affine equals the perspective transform MediaPipe builds from cv::RotatedRect corners."""
-    from worker.pipeline.crops import crop_matrices
+    from worker.pipeline.blazepose.crops import crop_matrices
 
     region = np.array([[812.3, 455.7, 731.9, 0.61]])
     ours = crop_matrices(region, 256)[0]
@@ -130,8 +130,8 @@ def test_crop_mapping_is_mediapipes_rotated_rect_warp() -> None:
 
 def test_torch_warp_equals_opencv_warp() -> None:
     """The CUDA path (grid_sample) and the CPU path (OpenCV) cut the same crops; run both on the CPU."""
-    from worker.pipeline.crops import CropWarper
-    from worker.pipeline.video_source import Frame
+    from worker.pipeline.blazepose.crops import CropWarper
+    from worker.pipeline.io.video_source import Frame
 
     rng = np.random.default_rng(0)
     # Smooth content, so that the two bilinear implementations agree closely.
@@ -149,7 +149,7 @@ def test_torch_warp_equals_opencv_warp() -> None:
 
 
 def test_heatmap_refinement_matches_mediapipes_loop() -> None:
-    from worker.pipeline.landmarks import refine_from_heatmap
+    from worker.pipeline.blazepose.landmarks import refine_from_heatmap
 
     rng = np.random.default_rng(3)
     heatmap = rng.normal(-2, 2, (2, 64, 64, 39)).astype(np.float32)
@@ -179,7 +179,7 @@ def test_heatmap_refinement_matches_mediapipes_loop() -> None:
 
 
 def test_weighted_nms_merges_overlaps_by_score() -> None:
-    from worker.pipeline.detector import weighted_nms
+    from worker.pipeline.blazepose.detector import weighted_nms
 
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0.5, 0, 10.5, 10]], dtype=float)
     kps = np.zeros((4, 4, 2))
@@ -195,10 +195,10 @@ def test_weighted_nms_merges_overlaps_by_score() -> None:
 
 def test_gpu_code_path_gives_the_same_landmarks(pipeline: pose.PosePipeline) -> None:
     """The CUDA path's sampler (grid_sample on float frames), exercised on the CPU, end to end."""
-    from worker.pipeline.crops import CropWarper
-    from worker.pipeline.detector import PoseDetector
-    from worker.pipeline.landmarks import LandmarkModel
-    from worker.pipeline.video_source import VideoSource
+    from worker.pipeline.blazepose.crops import CropWarper
+    from worker.pipeline.blazepose.detector import PoseDetector
+    from worker.pipeline.blazepose.landmarks import LandmarkModel
+    from worker.pipeline.io.video_source import VideoSource
 
     cpu = pipeline._models_for(torch.device("cpu"))
     warper = CropWarper(torch.device("cpu"), sampler="torch")

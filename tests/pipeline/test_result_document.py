@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
+from jobs.cli import run as cli_run
 from jobs.sample_media import media_dir
-from worker.pipeline import cli_run, pose
-from worker.pipeline.result_document import KEYPOINT_NAMES, SCHEMA, SKELETON, FrameResult, build_document
-from worker.pipeline.tracker import Person
-from worker.pipeline.video_source import VideoSource, upright
+from worker.pipeline import pose
+from worker.pipeline.io.result_document import KEYPOINT_NAMES, SCHEMA, SKELETON, FrameResult, build_document
+from worker.pipeline.io.video_source import VideoSource, upright
+from worker.pipeline.tracking.tracker import Person
 
 MEDIA = media_dir()
 FIVE_FRAMES = MEDIA / "five_frames_720p.mp4"

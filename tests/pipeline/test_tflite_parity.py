@@ -44,9 +44,9 @@ from tests.pipeline.litert_oracle import (
     real_inputs,
     torch_outputs,
 )
-from worker.pipeline.tfl import ops
-from worker.pipeline.tfl.sparsity import DimensionMetadata, Sparsity, densify
-from worker.pipeline.tflite_torch import TFLiteModule, UnsupportedOperator, load_tflite
+from worker.pipeline.runtime.tfl import ops
+from worker.pipeline.runtime.tfl.sparsity import DimensionMetadata, Sparsity, densify
+from worker.pipeline.runtime.tflite_torch import TFLiteModule, UnsupportedOperator, load_tflite
 
 # ---------------------------------------------------------------------------------------------------
 # the BlazePose models

@@ -14,10 +14,10 @@ import pytest
 
 from jobs.sample_media import media_dir
 from worker.pipeline import pose
-from worker.pipeline.detector import Detections
-from worker.pipeline.landmarks import PoseLandmarks
-from worker.pipeline.smoothing import OneEuroFilter, PoseSmoother
-from worker.pipeline.tracker import StaticIdMatcher, VideoTracker
+from worker.pipeline.blazepose.detector import Detections
+from worker.pipeline.blazepose.landmarks import PoseLandmarks
+from worker.pipeline.tracking.smoothing import OneEuroFilter, PoseSmoother
+from worker.pipeline.tracking.tracker import StaticIdMatcher, VideoTracker
 
 RUNNER = media_dir() / "runner_1080p.mp4"
 FRAMES = 45

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.pipeline import cli_models, weights
+from jobs.cli import model_weights as cli_models
+from worker.pipeline.blazepose import weights
 
 FAKE_CONTENT = {"pose_detection": b"detector bytes " * 1000, "pose_landmark_full": b"landmark bytes " * 2000}
 

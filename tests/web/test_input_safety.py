@@ -18,8 +18,8 @@ import pytest
 from tests.web.conftest import VIDEO, sql
 from worker.input_staging import staged_video
 from worker.pipeline.contract import BadInput
-from worker.pipeline.media_checks import MAX_PIXELS
-from worker.pipeline.video_source import VideoSource
+from worker.pipeline.io.media_checks import MAX_PIXELS
+from worker.pipeline.io.video_source import VideoSource
 
 
 def counts(url: str) -> tuple[int, int]:

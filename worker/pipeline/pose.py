@@ -31,16 +31,16 @@ import cv2
 import numpy as np
 import torch
 
-from worker.pipeline import weights
+from worker.pipeline.blazepose import weights
+from worker.pipeline.blazepose.crops import CropWarper
+from worker.pipeline.blazepose.detector import Detections, PoseDetector
+from worker.pipeline.blazepose.landmarks import USED_OUTPUTS, LandmarkModel
 from worker.pipeline.contract import ProgressFn
-from worker.pipeline.crops import CropWarper
-from worker.pipeline.detector import Detections, PoseDetector
-from worker.pipeline.landmarks import USED_OUTPUTS, LandmarkModel
-from worker.pipeline.overlay import OverlayWriter
+from worker.pipeline.io.overlay import OverlayWriter
+from worker.pipeline.io.result_document import FrameResult, build_document
+from worker.pipeline.io.video_source import Frame, VideoSource
 from worker.pipeline.pose_params import DEFAULT_MAX_PEOPLE, PARAMS
-from worker.pipeline.result_document import FrameResult, build_document
-from worker.pipeline.tracker import Person, StaticIdMatcher, VideoTracker
-from worker.pipeline.video_source import Frame, VideoSource
+from worker.pipeline.tracking.tracker import Person, StaticIdMatcher, VideoTracker
 
 #: Frames taken from the decoder per step: enough to batch the detector on the CPU; more on a GPU,
 #: where bigger batches are nearly free.
@@ -102,7 +102,7 @@ def configure_cpu_threads() -> None:
 def _load_torch_model(
     path: str, device: torch.device, outputs: Sequence[str] | None
 ) -> Callable[[torch.Tensor], Sequence[torch.Tensor]]:
-    from worker.pipeline.tflite_torch import load_tflite
+    from worker.pipeline.runtime.tflite_torch import load_tflite
 
     return load_tflite(path, device=device, outputs=outputs)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worker.pipeline.regions import ANGLE, CX, CY, SIZE
+from worker.pipeline.blazepose.regions import ANGLE, CX, CY, SIZE
 
 Border = Literal["replicate", "zero"]
 

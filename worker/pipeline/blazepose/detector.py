@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worker.pipeline.anchors import ssd_anchors
-from worker.pipeline.crops import CropWarper, FrameLike, letterbox_region
-from worker.pipeline.regions import box_iou, regions_from_points
+from worker.pipeline.blazepose.anchors import ssd_anchors
+from worker.pipeline.blazepose.crops import CropWarper, FrameLike, letterbox_region
+from worker.pipeline.blazepose.regions import box_iou, regions_from_points
 
 INPUT_SIZE = 224
 NUM_KEYPOINTS = 4

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worker.pipeline.crops import CropWarper, FrameLike
-from worker.pipeline.regions import ANGLE, CX, CY, SIZE
+from worker.pipeline.blazepose.crops import CropWarper, FrameLike
+from worker.pipeline.blazepose.regions import ANGLE, CX, CY, SIZE
 
 INPUT_SIZE = 256
 NUM_MODEL_LANDMARKS = 39

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from worker.pipeline.result_document import SKELETON
-from worker.pipeline.tracker import Person
+from worker.pipeline.io.result_document import SKELETON
+from worker.pipeline.tracking.tracker import Person
 
 #: Keypoints less visible than this are not drawn (they are guesses behind the body or off-frame).
 MIN_VISIBILITY = 0.5

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.pipeline.tracker import Person
+from worker.pipeline.tracking.tracker import Person
 
 SCHEMA = "pose-service/result@1"
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from worker.pipeline.contract import BadInput
-from worker.pipeline.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, pixel_problem, video_container
+from worker.pipeline.io.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, pixel_problem, video_container
 
 #: Consecutive failed grabs tolerated before the stream is taken to have ended (damaged stretch).
 MAX_CONSECUTIVE_FAILURES = 64

@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from worker.pipeline.tfl.convert import Plan, UnsupportedOperator, convert
-from worker.pipeline.tfl.reader import read_graph
+from worker.pipeline.runtime.tfl.convert import Plan, UnsupportedOperator, convert
+from worker.pipeline.runtime.tfl.reader import read_graph
 
 __all__ = ["TFLiteModule", "UnsupportedOperator", "load_tflite"]
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.pipeline.detector import Detections
-from worker.pipeline.landmarks import POSE_THRESHOLD, PoseLandmarks
-from worker.pipeline.regions import CX, CY, SIZE, bounding_boxes, box_iou, regions_from_points
-from worker.pipeline.smoothing import PoseSmoother
+from worker.pipeline.blazepose.detector import Detections
+from worker.pipeline.blazepose.landmarks import POSE_THRESHOLD, PoseLandmarks
+from worker.pipeline.blazepose.regions import CX, CY, SIZE, bounding_boxes, box_iou, regions_from_points
+from worker.pipeline.tracking.smoothing import PoseSmoother
 
 #: A detection whose hip centre is within this fraction of a track's region size is that person.
 SAME_PERSON_CENTRE = 0.15

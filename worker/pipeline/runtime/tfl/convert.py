@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from worker.pipeline.tfl import ops
-from worker.pipeline.tfl.reader import GraphSpec, OperatorSpec, TensorSpec
-from worker.pipeline.tfl.sparsity import densify
+from worker.pipeline.runtime.tfl import ops
+from worker.pipeline.runtime.tfl.reader import GraphSpec, OperatorSpec, TensorSpec
+from worker.pipeline.runtime.tfl.sparsity import densify
 
 _SAME, _VALID = 0, 1
 #: NHWC axis -> NCHW axis for rank-4 tensors, and the NHWC axis behind each NCHW axis.

@@ -22,7 +22,7 @@ from tflite.BuiltinOptions import BuiltinOptions
 from tflite.SparseIndexVector import SparseIndexVector
 from tflite.TensorType import TensorType
 
-from worker.pipeline.tfl.sparsity import DimensionMetadata, Sparsity
+from worker.pipeline.runtime.tfl.sparsity import DimensionMetadata, Sparsity
 
 _OPERATOR_NAMES = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
 _OPTIONS_NAMES = {v: k for k, v in vars(BuiltinOptions).items() if not k.startswith("_")}
