@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from jobs.embedded_postgres import embedded_dsn
@@ -67,7 +65,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     autocommit: one network round trip per call instead of BEGIN + statement + COMMIT. There is no
     pre-ping round trip either; a connection found dead after a database restart invalidates the pool
     and JobStore repeats the call once on a fresh connection (see JobStore._run). Code that needs a
-    multi-statement transaction asks for one explicitly (``transaction(engine)``).
+    multi-statement transaction asks JobStore for one (``JobStore.transaction()``).
     """
     return create_engine(
         sqlalchemy_url(url),
@@ -77,15 +75,6 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         isolation_level="AUTOCOMMIT",
         connect_args=dict(CONNECT_ARGS),
     )
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """A real (READ COMMITTED) transaction on an autocommit engine, committed on success."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="READ COMMITTED")
-        with conn.begin():
-            yield conn
 
 
 def alembic_config(url: str) -> Config:

@@ -7,6 +7,7 @@ whose lease was rescued can never overwrite the job's newer life.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,10 +21,10 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from jobs.database import make_engine, transaction
+from jobs.database import make_engine
 from jobs.db_deadline import Cutoff, deadline
 from jobs.job import Job
-from jobs.queries import driver_sql, query, runs_once
+from jobs.queries import driver_sql, runs_once
 from jobs.states import RETRYABLE, ErrorKind, JobState
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,46 @@ class Outcome:
     @property
     def owned(self) -> bool:
         return self.state is not None
+
+
+def _execute(
+    conn: psycopg.Connection[Any],
+    name: str,
+    params: dict[str, Any],
+    fetch: Callable[[psycopg.Cursor[Any]], T],
+    limit: float | None,
+) -> T:
+    """The one place a named statement meets the driver: run it within ``limit`` seconds, fetch,
+    and turn driver errors into SQLAlchemy's DBAPIError family (``connection_invalidated`` when the
+    connection is dead or was cut off by the deadline)."""
+    sql = driver_sql(name)
+    cutoff = Cutoff()
+    try:
+        with deadline(_socket_of(conn), limit) as cutoff, conn.cursor(row_factory=namedtuple_row) as cur:
+            cur.execute(sql, params)
+            return fetch(cur)
+    except psycopg.Error as exc:
+        dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
+        if cutoff.fired:
+            exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=dead) from exc
+
+
+class Statements:
+    """Named statements on one connection: what ``JobStore.transaction()`` hands its block."""
+
+    def __init__(self, conn: psycopg.Connection[Any], limit: float | None) -> None:
+        self._conn = conn
+        self._limit = limit
+
+    def one(self, name: str, **params: Any) -> Any:
+        return _execute(self._conn, name, params, lambda cur: cur.fetchone(), self._limit)
+
+    def all(self, name: str, **params: Any) -> list[Any]:
+        return _execute(self._conn, name, params, lambda cur: cur.fetchall(), self._limit)
+
+    def exec(self, name: str, **params: Any) -> int:
+        return _execute(self._conn, name, params, lambda cur: cur.rowcount, self._limit)
 
 
 class _Default:
@@ -114,32 +155,49 @@ class JobStore:
         second job. Those raise the connection error (with ``connection_invalidated`` set) for the
         caller to handle; a worker's heartbeat returns any job it claimed without knowing it.
         """
-        sql = driver_sql(name)
         limit = self.call_timeout_s if isinstance(timeout_s, _Default) else timeout_s
         for retry in (not runs_once(name), False):
+            fairy = self._checkout(name, params)
             try:
-                fairy = self.engine.raw_connection()
-            except psycopg.Error as exc:  # no connection at all: the server is down or unreachable
-                raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=True) from exc
-            conn = fairy.driver_connection
-            cutoff = Cutoff()
-            try:
-                with deadline(_socket_of(conn), limit) as cutoff, conn.cursor(row_factory=namedtuple_row) as cur:
-                    cur.execute(sql, params)
-                    return fetch(cur)
-            except psycopg.Error as exc:
-                dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
-                if dead:  # its pooled siblings died with the same server: start a fresh pool
+                return _execute(fairy.driver_connection, name, params, fetch, limit)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # its pooled siblings died with the same server: start afresh
                     fairy.invalidate()
                     self.engine.dispose(close=False)
-                if cutoff.fired:
-                    exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
-                if not (retry and dead):
-                    raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=dead) from exc
+                if not (retry and exc.connection_invalidated):
+                    raise
                 log.warning("database connection lost during %s; retrying once on a new one", name)
             finally:
                 fairy.close()
         raise AssertionError("unreachable")
+
+    def _checkout(self, name: str, params: dict[str, Any]) -> Any:
+        """A pooled connection (SQLAlchemy's pool "fairy"), or the outage as a DBAPIError."""
+        try:
+            return self.engine.raw_connection()
+        except psycopg.Error as exc:  # no connection at all: the server is down or unreachable
+            raise DBAPIError.instance(f"-- {name}", params, exc, psycopg.Error, connection_invalidated=True) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Statements]:
+        """Several named statements in one transaction (committed when the block ends normally),
+        run by the same executor as single calls. Never repeated: a dropped connection raises."""
+        fairy = self._checkout("transaction", {})
+        try:
+            conn = fairy.driver_connection
+            with conn.transaction():
+                yield Statements(conn, self.call_timeout_s)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                fairy.invalidate()
+            raise
+        except psycopg.Error as exc:  # the commit or rollback itself failed
+            dead = fairy.driver_connection.broken
+            if dead:
+                fairy.invalidate()
+            raise DBAPIError.instance("COMMIT", {}, exc, psycopg.Error, connection_invalidated=dead) from exc
+        finally:
+            fairy.close()
 
     def _one(self, name: str, call_timeout: float | None | _Default = DEFAULT, **params: Any) -> Any:
         return self._run(name, params, lambda cur: cur.fetchone(), timeout_s=call_timeout)
@@ -427,21 +485,16 @@ class JobStore:
         """Stream ``chunks`` into PostgreSQL in one transaction; raises UploadTooLarge past max_bytes
         (nothing is kept then). Returns the upload id."""
         digest, size, seq = hashlib.sha256(), 0, 0
-        with transaction(self.engine) as conn:
-            upload_id = conn.execute(
-                query("create_upload"), {"filename": filename, "content_type": content_type}
-            ).scalar_one()
+        with self.transaction() as tx:
+            upload_id = tx.one("create_upload", filename=filename, content_type=content_type).id
             for chunk in _rechunk(chunks, UPLOAD_CHUNK_BYTES):
                 size += len(chunk)
                 if size > max_bytes:
                     raise UploadTooLarge(max_bytes)
                 digest.update(chunk)
-                conn.execute(query("add_upload_chunk"), {"upload_id": upload_id, "seq": seq, "data": chunk})
+                tx.exec("add_upload_chunk", upload_id=upload_id, seq=seq, data=chunk)
                 seq += 1
-            conn.execute(
-                query("complete_upload"),
-                {"upload_id": upload_id, "size_bytes": size, "sha256": digest.hexdigest()},
-            )
+            tx.exec("complete_upload", upload_id=upload_id, size_bytes=size, sha256=digest.hexdigest())
         return int(upload_id)
 
     def upload_info(self, upload_id: int) -> dict[str, Any] | None:
