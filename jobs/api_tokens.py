@@ -1,35 +1,24 @@
-"""API bearer tokens: stored as sha256 hashes in ``pose_api_tokens``, plus the ones from POSE_API_TOKENS.
+"""API bearer tokens as stored: sha256 hashes in ``pose_api_tokens``, created, listed and revoked by
+`pose-service tokens`, and read in bulk by the web process (``token_snapshot``).
 
 The token itself is shown once, when it is created; the database keeps only its hash, so a leaked
-backup or a curious analyst with SELECT rights cannot call the API. The web process keeps a snapshot
-of the (small) table and refreshes it every few seconds, so authenticating a request costs no query;
-revocation therefore takes effect within ``refresh_s``.
-
-Tenancy (DESIGN.md section 10): a token has scopes (``submit``, ``read``, ``admin``), a priority
-ceiling and a submit rate. Env tokens are admin. Whether the API is open at all is decided once, by
-the first successful load of the table (at startup), and never changes while the process runs:
-revoking the last token must not open a server that was started closed (and bound to 0.0.0.0), and a
-token created later does not close an open one halfway (it is logged; restart to close it).
+backup or a curious analyst with SELECT rights cannot call the API. Tenancy (DESIGN.md section 10):
+a token has scopes (``submit``, ``read``, ``admin``), a priority ceiling and a submit rate; the
+limits and defaults live here because both the CLI (which writes them) and the web process (which
+applies them) need them. How a request's token is judged (open or closed API, env tokens, revoked
+tokens) is HTTP policy and lives in web/tokens.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import logging
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
-from typing import Any
 
 from sqlalchemy import Engine
 
 from jobs.queries import query
-
-log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "pose_"
 
@@ -128,162 +117,28 @@ def revoke_token(engine: Engine, token_id: int) -> bool:
         return conn.execute(query("revoke_api_token"), {"id": token_id}).first() is not None
 
 
-class Verdict(Enum):
-    OPEN = "open"  # the API was started without any token: open (and bound to loopback)
-    OK = "ok"
-    MISSING = "missing"  # the API is closed and the request has no token
-    UNKNOWN = "unknown"
-    REVOKED = "revoked"
-
-
 @dataclass(frozen=True)
-class Principal:
-    """Who a request acts as: its scopes, the owner its jobs get, its ceiling and its rate."""
+class TokenRow:
+    """One row of the token table as the web process caches it: the hash, never the token."""
 
+    id: int
     name: str
-    scopes: frozenset[str]
-    token_id: int | None = None  # the database token; None for env tokens and the open API
-    max_priority: int = DEFAULT_MAX_PRIORITY
-    rate_per_min: int | None = None  # None: unlimited
-
-    def __post_init__(self) -> None:
-        # A non-admin is confined to its own jobs by its token id; without one it would see
-        # everything (visible_to None), so such a principal must never exist.
-        if not self.admin and self.token_id is None:
-            raise ValueError("a non-admin principal needs a token id")
-
-    @property
-    def admin(self) -> bool:
-        return ADMIN in self.scopes
-
-    def allows(self, scope: str) -> bool:
-        """Admin implies every scope."""
-        return self.admin or scope in self.scopes
-
-    @property
-    def visible_to(self) -> int | None:
-        """The owner filter for reads and control: None (every job) for admins, else the token id."""
-        return None if self.admin else self.token_id
+    token_sha256: str
+    revoked: bool
+    scopes: tuple[str, ...]
+    max_priority: int | None
+    rate_per_min: int | None
 
 
-#: Every request of an API started open acts as this: all scopes, no owner, no rate limit.
-OPEN_PRINCIPAL = Principal("open API", frozenset(SCOPES))
-#: POSE_API_TOKENS are the operator's own: admin, no owner, no rate limit, the highest ceiling (still
-#: below interactive jobs).
-ENV_PRINCIPAL = Principal("POSE_API_TOKENS", frozenset(SCOPES), max_priority=MAX_CEILING)
-
-
-def principal_from_row(row: Any) -> Principal:
-    """A database token as the web process applies it: the defaults filled in, the ceiling kept
-    below the interactive priority even if a row was written by hand."""
-    ceiling = DEFAULT_MAX_PRIORITY if row.max_priority is None else min(int(row.max_priority), MAX_CEILING)
-    rate = DEFAULT_RATE_PER_MIN if row.rate_per_min is None else int(row.rate_per_min)
-    return Principal(
-        name=row.name,
-        scopes=frozenset(row.scopes or ()),
-        token_id=int(row.id),
-        max_priority=ceiling,
-        rate_per_min=rate or None,
-    )
-
-
-class TokenAuthority:
-    """Decides whether a presented token is valid, from the env tokens and a cached table snapshot.
-
-    Env tokens are compared with hmac.compare_digest, every one of them, so the time taken does not
-    reveal how much of a token matched. Database tokens are looked up by their sha256: the attacker
-    controls the token, not its hash, so timing a dict lookup by hash leaks nothing useful about any
-    stored token (the usual practice for hashed API keys).
-    """
-
-    def __init__(self, engine: Engine | None, env_tokens: tuple[str, ...], *, refresh_s: float = 2.0) -> None:
-        self.engine = engine
-        self.refresh_s = refresh_s
-        self._env_hashes = tuple(hash_token(t).encode() for t in env_tokens)
-        self._db: dict[str, tuple[Principal, bool]] = {}
-        self._any_active_db = False
-        # Open or closed: decided by the first successful load and never again. Env tokens decide
-        # it at once; until a load succeeds the API stays closed (fail closed).
-        self._closed: bool | None = True if self._env_hashes else (None if engine is not None else False)
-        self._warned_late_tokens = False
-        self._loaded_at = float("-inf")
-        self._used: set[int] = set()
-        self._lock = threading.Lock()
-
-    # ---- snapshot ------------------------------------------------------------------------------
-    def refresh(self, *, force: bool = False) -> None:
-        """Reload the table if the snapshot is older than refresh_s; flush last-use stamps."""
-        if self.engine is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._loaded_at < self.refresh_s:
-            return
-        with self._lock:
-            if not force and now - self._loaded_at < self.refresh_s:
-                return
-            used, self._used = self._used, set()
-            with self.engine.begin() as conn:
-                if used:
-                    conn.execute(query("touch_api_tokens"), {"ids": sorted(used)})
-                rows = conn.execute(query("api_token_snapshot")).all()
-            self._db = {r.token_sha256: (principal_from_row(r), bool(r.revoked)) for r in rows}
-            self._any_active_db = any(not revoked for _, revoked in self._db.values())
-            self._loaded_at = time.monotonic()
-            if self._closed is None:
-                self._closed = self._any_active_db
-                log.info("API tokens loaded: the API is %s for this process's lifetime",
-                         "closed" if self._closed else "OPEN")
-            elif not self._closed and self._any_active_db and not self._warned_late_tokens:
-                self._warned_late_tokens = True
-                log.warning("an API token was created while this process serves an open API; the API "
-                            "stays open (decided at startup) until the server is restarted")
-
-    def needs_refresh(self) -> bool:
-        return self.engine is not None and time.monotonic() - self._loaded_at >= self.refresh_s
-
-    @property
-    def closed(self) -> bool:
-        """True when the API needs a token: decided by the first load (any env token, or any
-        unrevoked row then), and fixed for the process's lifetime. Undecided counts as closed."""
-        return self._closed is not False
-
-    @property
-    def configured(self) -> bool:
-        """Whether any token exists now (env, or an unrevoked row as last loaded); for reports only:
-        access is decided by ``closed``."""
-        return bool(self._env_hashes) or self._any_active_db
-
-    # ---- checking ------------------------------------------------------------------------------
-    def check(self, token: str | None) -> tuple[Verdict, Principal | None]:
-        """The verdict for a request's bearer token (None when it sent none) and whom it acts as.
-        Call refresh() first.
-
-        On an open API a request without a token, or with an unknown one, acts as OPEN_PRINCIPAL;
-        a known token is still honoured as itself (so its jobs get their owner and it sees the same
-        jobs whether or not this server happens to be open), and a revoked one is refused: whoever
-        holds it was meant to lose access."""
-        closed = self.closed
-        if not token:
-            return (Verdict.MISSING, None) if closed else (Verdict.OPEN, OPEN_PRINCIPAL)
-        digest = hash_token(token)
-        encoded = digest.encode()
-        matched = False
-        for candidate in self._env_hashes:  # no early exit: constant work whichever matches
-            matched |= hmac.compare_digest(candidate, encoded)
-        if matched:
-            return Verdict.OK, ENV_PRINCIPAL
-        entry = self._db.get(digest)
-        if entry is None:
-            return (Verdict.UNKNOWN, None) if closed else (Verdict.OPEN, OPEN_PRINCIPAL)
-        principal, revoked = entry
-        if revoked:
-            return Verdict.REVOKED, None
-        self._used.add(principal.token_id or 0)
-        return Verdict.OK, principal
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "api": "closed" if self.closed else "open",
-            "env_tokens": len(self._env_hashes),
-            "db_tokens_active": self._any_active_db,
-        }
+def token_snapshot(engine: Engine, used_ids: list[int]) -> list[TokenRow]:
+    """Stamp ``used_ids`` as used now and read the whole (small) table, in one transaction: the web
+    process's periodic refresh (web/tokens.py), batched so a request costs no write."""
+    with engine.begin() as conn:
+        if used_ids:
+            conn.execute(query("touch_api_tokens"), {"ids": sorted(used_ids)})
+        rows = conn.execute(query("api_token_snapshot")).all()
+    return [
+        TokenRow(int(r.id), r.name, r.token_sha256, bool(r.revoked), tuple(r.scopes or ()), r.max_priority,
+                 r.rate_per_min)
+        for r in rows
+    ]

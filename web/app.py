@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from jobs.api_tokens import READ, SUBMIT, TokenAuthority
+from jobs.api_tokens import READ, SUBMIT
 from jobs.database import resolve_database_url
 from jobs.settings import Settings
 from jobs.store import JobStore
@@ -30,6 +30,7 @@ from web.auth import protected
 from web.context import AppContext, db
 from web.errors import EXCEPTION_HANDLERS, RequestContextMiddleware
 from web.media_paths import MediaRoots
+from web.tokens import TokenAuthority
 
 log = logging.getLogger("web")
 

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobs.api_tokens import Principal, Verdict
 from web.context import ctx, db
 from web.errors import ApiError
+from web.tokens import Principal, Verdict
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

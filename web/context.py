@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from jobs.api_tokens import TokenAuthority
 from jobs.settings import Settings
 from jobs.store import JobStore
 from web.media_paths import MediaRoots
 from web.rate_limit import SubmitRateLimiter
+from web.tokens import TokenAuthority
 
 T = TypeVar("T")
 

@@ -15,7 +15,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from jobs.api_tokens import Principal
 from jobs.job import Job
 from jobs.states import JobState
 from jobs.store import MAX_RETRIES, IdempotencyConflict, JobStore
@@ -29,6 +28,7 @@ from web.representation import (
     job_to_dict,
     stats_to_dict,
 )
+from web.tokens import Principal
 from web.uploads import receive_upload
 from web.validation import (
     check_fields,

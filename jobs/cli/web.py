@@ -3,7 +3,7 @@
 serve_web() is also what `pose-service serve` calls for its web part. It refuses to start on a schema
 this code does not match, logs the effective configuration with secrets masked, and, when no API
 token is configured anywhere, warns loudly and binds to loopback unless a host was given. That
-decision is taken once, here, and holds for the process's lifetime (jobs/api_tokens.py).
+decision is taken once, here, and holds for the process's lifetime (web/tokens.py).
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ def serve_web(settings: Settings, host: str | None, port: int) -> None:
     Raises SchemaOutOfDate (before binding) if the database needs `pose-service db upgrade`."""
     import uvicorn
 
-    from jobs.api_tokens import TokenAuthority
     from jobs.database import ensure_schema_current, resolve_database_url
     from jobs.store import JobStore
     from web.app import WEB_POOL_SIZE, create_app
+    from web.tokens import TokenAuthority
 
     log.info("effective configuration: %s", settings.masked())
     store = JobStore.connect(resolve_database_url(settings), pool_size=WEB_POOL_SIZE)

@@ -14,6 +14,7 @@ import pytest
 from jobs import api_tokens
 from tests.conftest import REPO
 from tests.web.conftest import sql
+from web import tokens
 from web.rate_limit import SubmitRateLimiter
 
 
@@ -100,7 +101,7 @@ def test_a_token_created_later_does_not_close_an_open_api(client, web_store, cap
     """Open-or-closed is decided once, at startup: a token created while an open API serves leaves
     it open (loudly logged; a restart closes it), and that token is still honoured as itself."""
     assert client.get("/v1/jobs").status_code == 200  # no token at startup: open
-    with caplog.at_level("WARNING", logger="jobs.api_tokens"):
+    with caplog.at_level("WARNING", logger="web.tokens"):
         record, token = api_tokens.create_token(web_store.engine, "late", scopes=("read",))
         assert client.get("/v1/jobs").status_code == 200
     assert any("stays open" in r.getMessage() for r in caplog.records)
@@ -149,8 +150,8 @@ def test_scopes_limit_what_a_token_may_do(make_client, web_store, media_root) ->
 
 def test_a_non_admin_principal_needs_a_token_id() -> None:
     with pytest.raises(ValueError):
-        api_tokens.Principal("x", frozenset({"read"}))
-    assert api_tokens.ENV_PRINCIPAL.admin and api_tokens.OPEN_PRINCIPAL.visible_to is None
+        tokens.Principal("x", frozenset({"read"}))
+    assert tokens.ENV_PRINCIPAL.admin and tokens.OPEN_PRINCIPAL.visible_to is None
 
 
 def test_submits_are_rate_limited_per_token(make_client, web_store, media_root) -> None:
