@@ -34,6 +34,8 @@ test: install models
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # the fault suite (minutes; not part of `make test`): CHAOS_ARGS="--quick" or "--only kill9_loop"
 chaos: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -48,7 +49,7 @@ def sqlalchemy_url(url: str) -> str:
 #: connection error within about half a minute instead of never (libpq ignores them on Unix
 #: sockets). A middlebox that still acknowledges but forwards nothing is caught per call by
 #: jobs/db_deadline.py instead.
-CONNECT_ARGS: dict[str, int] = {
+CONNECT_ARGS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 10,

@@ -29,7 +29,7 @@ def embedded_dsn(home: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # cleanup_mode=None: the server outlives this process so the next command reuses it.
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
     uri = server.get_uri()
     log.debug("embedded PostgreSQL at %s (data in %s)", uri, pgdata)
     return uri

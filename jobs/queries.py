@@ -49,7 +49,7 @@ def driver_sql(name: str) -> str:
     """The statement as psycopg takes it (``%(name)s`` parameters), compiled once per process."""
     from sqlalchemy.dialects.postgresql.psycopg import dialect
 
-    return str(query(name).compile(dialect=dialect()))
+    return str(query(name).compile(dialect=dialect()))  # type: ignore[no-untyped-call]
 
 
 @cache

@@ -25,7 +25,7 @@ from jobs.states import JobState
 POLL_S = 0.5
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = subparsers.add_parser("submit", help="submit a video (upload via --server, else insert directly)")
     submit.add_argument("video", help="the video file")
     submit.add_argument("--server", default=os.environ.get("POSE_SERVER"), help="REST base URL (env POSE_SERVER)")
@@ -154,7 +154,7 @@ def _error_text(response: Any) -> str:
     try:
         return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
-        return response.text[:200]
+        return str(response.text[:200])
 
 
 def _follow(fetch: Any) -> int:

@@ -16,7 +16,7 @@ from jobs.database import (
 from jobs.settings import Settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = subparsers.add_parser("db", help="database: migrate, print the DSN in use")
     sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = sub.add_parser("upgrade", help="migrate the schema to the newest revision")

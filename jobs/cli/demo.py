@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from jobs.cli.common import add_setting_flags, settings_from
 from jobs.sample_media import media_dir
@@ -23,7 +24,7 @@ from jobs.sample_media import media_dir
 DEFAULT_VIDEO = media_dir() / "runner_1080p.mp4"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("demo", help="run the service end to end on one video and summarise the result")
     p.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO))
     p.add_argument("--timeout-s", type=float, default=1800.0)
@@ -34,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def summarise(doc: dict, job: dict) -> str:
+def summarise(doc: dict[str, Any], job: dict[str, Any]) -> str:
     frames = doc.get("frames", [])
     people = [len(f.get("people", [])) for f in frames]
     tracks = {p["track_id"] for f in frames for p in f.get("people", [])}

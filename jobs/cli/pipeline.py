@@ -14,7 +14,7 @@ import argparse
 DELEGATED = {"run": "jobs.cli.run", "models": "jobs.cli.model_weights"}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # listed here for `pose-service --help`; jobs.cli.main hands their arguments over unparsed
     subparsers.add_parser("run", help="run the pose pipeline once on a video, no database (run --help)")
     subparsers.add_parser("models", help="fetch / verify the model weights (models --help)")

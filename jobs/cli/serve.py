@@ -22,7 +22,7 @@ from jobs.settings import WEB, WORKER
 log = logging.getLogger("pose_service.serve")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("serve", help="web app + N worker daemons (demo/default mode)")
     p.add_argument("--host", default=None,
                    help="bind address (default: 127.0.0.1 with no API tokens configured, else 0.0.0.0)")

@@ -10,7 +10,7 @@ from jobs.cli.common import add_setting_flags, open_store, settings_from
 from web.representation import iso
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from jobs.api_tokens import DEFAULT_MAX_PRIORITY, DEFAULT_RATE_PER_MIN, DEFAULT_SCOPES, MAX_CEILING
 
     tokens = subparsers.add_parser("tokens", help="API tokens: create, list, revoke")

@@ -30,7 +30,7 @@ OPEN_API_WARNING = """
 ************************************************************************************************"""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("web", help="serve the REST API (no workers)")
     add_web_flags(p)
     add_setting_flags(p, WEB)

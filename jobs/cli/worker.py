@@ -14,7 +14,7 @@ from jobs.settings import WORKER, Settings
 log = logging.getLogger("pose_service.worker")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("worker", help="run a worker daemon (one per GPU)")
     gpu = p.add_mutually_exclusive_group()
     gpu.add_argument("--gpu", help="pin this worker's pipeline to GPU ID (sets CUDA_VISIBLE_DEVICES)")
@@ -63,7 +63,7 @@ def run_per_gpu(args: argparse.Namespace, settings: Settings) -> int:
     from worker.gpus import visible_gpus
     from worker.parent_death import parent_env
 
-    gpus = visible_gpus()
+    gpus: list[str | None] = list(visible_gpus())
     if not gpus:
         log.warning("--gpus all: no GPU visible; starting one CPU worker")
         gpus = [None]
