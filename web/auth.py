@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from web.context import ctx, db
+from web.error_codes import ErrorCode
 from web.errors import ApiError
 from web.tokens import Principal, Verdict
 
@@ -50,10 +51,12 @@ async def authorize(request: Request) -> Principal:
     if verdict in (Verdict.OK, Verdict.OPEN) and principal is not None:
         return principal
     if verdict == Verdict.MISSING:
-        raise ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <token>'", headers=_CHALLENGE)
+        raise ApiError(
+            401, ErrorCode.UNAUTHORIZED, "this route needs 'Authorization: Bearer <token>'", headers=_CHALLENGE
+        )
     if verdict == Verdict.REVOKED:
-        raise ApiError(403, "token_revoked", "this token has been revoked")
-    raise ApiError(401, "unauthorized", "unknown token", headers=_CHALLENGE)
+        raise ApiError(403, ErrorCode.TOKEN_REVOKED, "this token has been revoked")
+    raise ApiError(401, ErrorCode.UNAUTHORIZED, "unknown token", headers=_CHALLENGE)
 
 
 def principal_of(request: Request) -> Principal:
@@ -73,7 +76,7 @@ def charge_submit(request: Request, principal: Principal) -> None:
         retry_after = max(1, math.ceil(wait_s))
         raise ApiError(
             429,
-            "rate_limited",
+            ErrorCode.RATE_LIMITED,
             f"token '{principal.name}' may submit {principal.rate_per_min} jobs a minute; retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
@@ -86,7 +89,7 @@ def protected(endpoint: Endpoint, scope: str, *, submits: bool = False) -> Endpo
     async def guarded(request: Request) -> Response:
         principal = await authorize(request)
         if not principal.allows(scope):
-            raise ApiError(403, "insufficient_scope", f"this route needs a token with the '{scope}' scope")
+            raise ApiError(403, ErrorCode.INSUFFICIENT_SCOPE, f"this route needs a token with the '{scope}' scope")
         if submits:
             charge_submit(request, principal)
         request.state.principal = principal

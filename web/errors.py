@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs.log_setup import log_context
+from web.error_codes import ErrorCode
 
 log = logging.getLogger("web")
 
@@ -35,7 +36,7 @@ _ID_COUNTER = itertools.count(1)
 class ApiError(Exception):
     """An expected failure with its status, a stable machine-readable code and a human message."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: ErrorCode, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -126,10 +127,12 @@ class RequestContextMiddleware:
             except Exception as exc:
                 if _is_database_down(exc):
                     log.warning("database unavailable during %s %s: %s", scope["method"], scope["path"], exc)
-                    response = error_response(503, "database_unavailable", "the database is not reachable")
+                    response = error_response(503, ErrorCode.DATABASE_UNAVAILABLE, "the database is not reachable")
                 else:
                     log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-                    response = error_response(500, "internal_error", f"internal server error (request id {request_id})")
+                    response = error_response(
+                        500, ErrorCode.INTERNAL_ERROR, f"internal server error (request id {request_id})"
+                    )
                 if started:  # too late for a clean answer; the server closes the connection
                     raise
                 await response(scope, receive, send_with_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from web.error_codes import ErrorCode
 from web.errors import ApiError
 from worker.pipeline.io.media_checks import SNIFF_BYTES, VIDEO_CONTAINERS, video_container
 
@@ -27,27 +28,27 @@ class MediaRoots:
         relative, ``..``) or 422 (not an existing regular file) otherwise."""
         if not self.roots:
             raise ApiError(
-                403, "path_forbidden", "this server accepts no server-side paths (POSE_MEDIA_ROOTS is unset)"
+                403, ErrorCode.PATH_FORBIDDEN, "this server accepts no server-side paths (POSE_MEDIA_ROOTS is unset)"
             )
         if not os.path.isabs(path):
-            raise ApiError(403, "path_forbidden", "video_path must be an absolute path")
+            raise ApiError(403, ErrorCode.PATH_FORBIDDEN, "video_path must be an absolute path")
         if ".." in path.replace("\\", "/").split("/"):
-            raise ApiError(403, "path_forbidden", "video_path must not contain '..'")
+            raise ApiError(403, ErrorCode.PATH_FORBIDDEN, "video_path must not contain '..'")
         real = os.path.realpath(path)
         if not any(_inside(real, root) for root in self.roots):
-            raise ApiError(403, "path_forbidden", "video_path is outside the media roots")
+            raise ApiError(403, ErrorCode.PATH_FORBIDDEN, "video_path is outside the media roots")
         if not os.path.isfile(real):
-            raise ApiError(422, "video_not_found", "video_path is not an existing file")
+            raise ApiError(422, ErrorCode.VIDEO_NOT_FOUND, "video_path is not an existing file")
         try:
             with open(real, "rb") as f:
                 head = f.read(SNIFF_BYTES)
         except OSError:
-            raise ApiError(422, "video_not_readable", "video_path cannot be read by the server") from None
+            raise ApiError(422, ErrorCode.VIDEO_NOT_READABLE, "video_path cannot be read by the server") from None
         if video_container(head) is None:
             # a playlist or concat list inside a root may name files outside it: FFmpeg would follow
             raise ApiError(
                 415,
-                "not_a_video",
+                ErrorCode.NOT_A_VIDEO,
                 f"video_path is not a video in a container this service decodes ({VIDEO_CONTAINERS}); "
                 "playlists and other files that refer to other files are refused",
             )

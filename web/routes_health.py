@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from jobs.database import SchemaOutOfDate, ensure_schema_current
 from web.context import AppContext, ctx, db
+from web.error_codes import ErrorCode
 from web.errors import error_body
 from web.representation import pool_to_dict
 
@@ -55,7 +56,7 @@ def readiness_response(report: dict[str, Any], extra: dict[str, Any] | None = No
     """200 with the checks, or 503 with the reasons (and the usual error object)."""
     if report["ready"]:
         return JSONResponse({**(extra or {}), **report})
-    body = error_body("not_ready", "; ".join(report["reasons"]), **(extra or {}), **report)
+    body = error_body(ErrorCode.NOT_READY, "; ".join(report["reasons"]), **(extra or {}), **report)
     return JSONResponse(body, status_code=503)
 
 

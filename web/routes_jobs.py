@@ -20,6 +20,7 @@ from jobs.states import JobState
 from jobs.store import MAX_RETRIES, IdempotencyConflict, JobStore
 from web.auth import principal_of
 from web.context import AppContext, ctx, db
+from web.error_codes import ErrorCode
 from web.errors import ApiError
 from web.representation import (
     decode_cursor,
@@ -111,7 +112,7 @@ def check_pipeline_params(pipeline: str, params: dict[str, Any]) -> None:
     try:
         schema.validate(params)
     except InvalidParams as exc:
-        raise ApiError(422, "invalid_params", f"params: {exc}") from None
+        raise ApiError(422, ErrorCode.INVALID_PARAMS, f"params: {exc}") from None
 
 
 def clean_video_path(app: AppContext, value: Any) -> str:
@@ -127,7 +128,7 @@ def check_priority(principal: Principal, options: SubmitOptions) -> None:
     if options.priority > principal.max_priority:
         raise ApiError(
             422,
-            "priority_too_high",
+            ErrorCode.PRIORITY_TOO_HIGH,
             f"priority {options.priority} is above this token's ceiling of {principal.max_priority}",
         )
 
@@ -157,7 +158,7 @@ async def submit_job(
     except IdempotencyConflict as exc:
         raise ApiError(
             409,
-            "idempotency_conflict",
+            ErrorCode.IDEMPOTENCY_CONFLICT,
             f"idempotency key already used by job {exc.existing.id} for a different request",
         ) from None
 
@@ -173,7 +174,7 @@ async def submit(request: Request) -> Response:
     if media_type == "multipart/form-data":
         return await _submit_upload(request, app)
     if not is_json_content_type(media_type):
-        raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send application/json or multipart/form-data")
     doc = await read_json_object(request)
     check_fields(doc, SUBMIT_JSON_FIELDS, frozenset({"video_path"}))
     options = options_from_json(doc, app.settings.pipeline)
@@ -204,10 +205,10 @@ def job_id_of(request: Request) -> int:
     """The {job_id} path parameter; anything that cannot be a job id is simply not found."""
     raw = request.path_params["job_id"]
     if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19):
-        raise ApiError(404, "job_not_found", "no such job")
+        raise ApiError(404, ErrorCode.JOB_NOT_FOUND, "no such job")
     value = int(raw)
     if not 0 < value <= MAX_JOB_ID:
-        raise ApiError(404, "job_not_found", "no such job")
+        raise ApiError(404, ErrorCode.JOB_NOT_FOUND, "no such job")
     return value
 
 
@@ -217,7 +218,7 @@ async def load_job(request: Request) -> Job:
     job_id = job_id_of(request)
     job = await db(ctx(request).store.get, job_id, visible_to=principal_of(request).visible_to)
     if job is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id}")
+        raise ApiError(404, ErrorCode.JOB_NOT_FOUND, f"no job {job_id}")
     return job
 
 
@@ -236,8 +237,10 @@ async def get_result(request: Request) -> Response:
         return Response(document, media_type="application/json")
     job = await db(store.get, job_id, visible_to=visible_to)
     if job is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id}")
-    raise ApiError(409, "result_not_ready", f"job {job_id} is {job.state.value}; a result exists once it succeeded")
+        raise ApiError(404, ErrorCode.JOB_NOT_FOUND, f"no job {job_id}")
+    raise ApiError(
+        409, ErrorCode.RESULT_NOT_READY, f"job {job_id} is {job.state.value}; a result exists once it succeeded"
+    )
 
 
 async def job_events(request: Request) -> Response:
@@ -250,14 +253,14 @@ async def list_jobs(request: Request) -> Response:
     query = query_params(request, frozenset({"state", "since", "cursor", "limit"}))
     state = query.get("state")
     if state is not None and state not in {s.value for s in JobState}:
-        raise ApiError(422, "invalid_parameter", f"state must be one of {', '.join(s.value for s in JobState)}")
+        raise ApiError(422, ErrorCode.INVALID_PARAMETER, f"state must be one of {', '.join(s.value for s in JobState)}")
     since = parse_time(query["since"], "since") if "since" in query else None
     limit = parse_int_text(query["limit"], "limit", lo=1, hi=LIST_MAX) if "limit" in query else LIST_DEFAULT
     before_id = None
     if "cursor" in query:
         before_id = decode_cursor(query["cursor"])
         if before_id is None:
-            raise ApiError(400, "invalid_cursor", "cursor is not one this server issued")
+            raise ApiError(400, ErrorCode.INVALID_CURSOR, "cursor is not one this server issued")
     jobs = await db(
         ctx(request).store.list_jobs,
         state=state,
@@ -281,7 +284,7 @@ async def _existing_job(store: JobStore, job_id: int, visible_to: int | None) ->
     """The job a control statement did not change: 404 if it does not exist for this caller."""
     existing = await db(store.get, job_id, visible_to=visible_to)
     if existing is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id}")
+        raise ApiError(404, ErrorCode.JOB_NOT_FOUND, f"no job {job_id}")
     return existing
 
 
@@ -294,7 +297,7 @@ async def cancel_job(request: Request) -> Response:
     job = await db(store.cancel, job_id, visible_to=visible_to)
     if job is None:
         existing = await _existing_job(store, job_id, visible_to)
-        raise ApiError(409, "job_finished", f"job {job_id} is already {existing.state.value}")
+        raise ApiError(409, ErrorCode.JOB_FINISHED, f"job {job_id} is already {existing.state.value}")
     return JSONResponse(job_to_dict(job), status_code=202 if job.state == JobState.RUNNING else 200)
 
 
@@ -310,14 +313,16 @@ async def retry_job(request: Request) -> Response:
         if existing.state not in (JobState.FAILED, JobState.CANCELLED):
             raise ApiError(
                 409,
-                "not_retryable",
+                ErrorCode.NOT_RETRYABLE,
                 f"job {job_id} is {existing.state.value}; only failed or cancelled jobs retry",
             )
         if existing.retries >= MAX_RETRIES:
             raise ApiError(
-                409, "retry_limit", f"job {job_id} has been retried {existing.retries} times, the most allowed"
+                409, ErrorCode.RETRY_LIMIT, f"job {job_id} has been retried {existing.retries} times, the most allowed"
             )
-        raise ApiError(409, "upload_expired", f"job {job_id}'s upload was deleted by retention; submit it again")
+        raise ApiError(
+            409, ErrorCode.UPLOAD_EXPIRED, f"job {job_id}'s upload was deleted by retention; submit it again"
+        )
     return JSONResponse(job_to_dict(job))
 
 

@@ -23,6 +23,7 @@ from jobs.job import Job
 from jobs.states import JobState
 from web.auth import principal_of
 from web.context import AppContext, ctx, db
+from web.error_codes import ErrorCode
 from web.errors import ApiError
 from web.routes_health import pool_snapshot, readiness, readiness_response
 from web.routes_jobs import SubmitOptions, clean_video_path, load_job, submit_job
@@ -91,9 +92,9 @@ def _decode_image(text: str) -> bytes:
     try:
         raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, "invalid_field", "image_base64: not valid base64") from None
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "image_base64: not valid base64") from None
     if not raw:
-        raise ApiError(422, "invalid_field", "image_base64: empty image")
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "image_base64: empty image")
     return raw
 
 
@@ -144,12 +145,12 @@ async def hybrid(request: Request) -> Response:
     final = await _wait_final(app, job.id, app.hybrid_timeout_s)
     if final is None:
         await db(app.store.cancel, job.id)
-        raise ApiError(504, "timeout", f"no worker finished job {job.id} within {app.hybrid_timeout_s:g} s")
+        raise ApiError(504, ErrorCode.TIMEOUT, f"no worker finished job {job.id} within {app.hybrid_timeout_s:g} s")
     if final.state == JobState.CANCELLED:
-        raise ApiError(409, "cancelled", f"job {job.id} was cancelled")
+        raise ApiError(409, ErrorCode.CANCELLED, f"job {job.id} was cancelled")
     if final.state == JobState.FAILED:
         status = 422 if final.error_kind == "bad_input" else 502
-        raise ApiError(status, "job_failed", f"job {job.id} failed: {final.error_kind}: {final.error_message}")
+        raise ApiError(status, ErrorCode.JOB_FAILED, f"job {job.id} failed: {final.error_kind}: {final.error_message}")
     document = await db(app.store.result, job.id) or {}
     frames = document.get("frames") or []
     people = (frames[0].get("people") or []) if frames else []

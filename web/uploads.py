@@ -39,6 +39,7 @@ from starlette.requests import Request
 
 from jobs.store import JobStore, UploadTooLarge
 from web.context import db
+from web.error_codes import ErrorCode
 from web.errors import ApiError
 from web.validation import body_chunks
 from worker.pipeline.io.media_checks import (
@@ -121,7 +122,7 @@ class _MultipartReceiver:
 
     def _check_header(self, value: bytes) -> None:
         if len(value) > HEADER_LIMIT:
-            self._refuse(ApiError(400, "malformed_multipart", "a multipart part header is too long"))
+            self._refuse(ApiError(400, ErrorCode.MALFORMED_MULTIPART, "a multipart part header is too long"))
 
     def on_header_end(self) -> None:
         self.part.headers[self.part.header_name.lower()] = self.part.header_value
@@ -133,7 +134,7 @@ class _MultipartReceiver:
         _, options = parse_options_header(self.part.headers.get(b"content-disposition", b""))
         name = options.get(b"name")
         if name is None:
-            self._refuse(ApiError(400, "malformed_multipart", "a multipart part has no name"))
+            self._refuse(ApiError(400, ErrorCode.MALFORMED_MULTIPART, "a multipart part has no name"))
             return
         self.part.name = name.decode("utf-8", "replace")
         if b"filename" in options:
@@ -142,19 +143,18 @@ class _MultipartReceiver:
         self.part.content_type = content_type.decode("latin-1") if content_type else None
         if self.part.name == VIDEO_FIELD:
             if self.video_seen:
-                self._refuse(ApiError(422, "invalid_field", "more than one 'video' part"))
+                self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, "more than one 'video' part"))
                 return
             # both are stored as text: PostgreSQL refuses NUL, and control characters are no name
             for what, value in (("filename", self.part.filename), ("content type", self.part.content_type)):
                 if value is not None and (len(value) > 1024 or not value.isprintable()):
-                    self._refuse(
-                        ApiError(422, "invalid_field", f"the video part's {what} must be printable, ≤ 1024 characters")
-                    )
+                    why = f"the video part's {what} must be printable, ≤ 1024 characters"
+                    self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, why))
                     return
             self.video_seen = self.in_video = True
             self.video_name, self.video_type = self.part.filename, self.part.content_type
         elif len(self.fields) >= MAX_FIELDS:
-            self._refuse(ApiError(422, "invalid_body", "too many form fields"))
+            self._refuse(ApiError(422, ErrorCode.INVALID_BODY, "too many form fields"))
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.problem is not None:
@@ -168,7 +168,7 @@ class _MultipartReceiver:
         else:
             self.part.data += data[start:end]
             if len(self.part.data) > FIELD_LIMIT:
-                self._refuse(ApiError(413, "field_too_large", f"form field {self.part.name!r} is too large"))
+                self._refuse(ApiError(413, ErrorCode.FIELD_TOO_LARGE, f"form field {self.part.name!r} is too large"))
 
     def on_part_end(self) -> None:
         if self.problem is not None:
@@ -178,12 +178,12 @@ class _MultipartReceiver:
             self.video_done = True
             return
         if self.part.name in self.fields:
-            self._refuse(ApiError(422, "invalid_field", f"form field {self.part.name!r} given twice"))
+            self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, f"form field {self.part.name!r} given twice"))
             return
         try:
             self.fields[self.part.name] = self.part.data.decode("utf-8")
         except UnicodeDecodeError:
-            self._refuse(ApiError(422, "invalid_field", f"form field {self.part.name!r} is not UTF-8"))
+            self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, f"form field {self.part.name!r} is not UTF-8"))
 
     def _refuse(self, problem: ApiError) -> None:
         if self.problem is None:
@@ -222,7 +222,7 @@ class _MultipartReceiver:
                 try:
                     parser.write(chunk)
                 except (MultipartParseError, FormParserError) as exc:
-                    self._refuse(ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}"))
+                    self._refuse(ApiError(400, ErrorCode.MALFORMED_MULTIPART, f"malformed multipart body: {exc}"))
             if self.problem is not None:
                 await _drain(self.request, DRAIN_LIMIT, chunks)
                 raise self.problem
@@ -230,13 +230,13 @@ class _MultipartReceiver:
         try:
             parser.finalize()
         except (MultipartParseError, FormParserError) as exc:
-            raise ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}") from None
+            raise ApiError(400, ErrorCode.MALFORMED_MULTIPART, f"malformed multipart body: {exc}") from None
         if self.problem is not None:
             raise self.problem
         if not self.video_seen:
-            raise ApiError(422, "missing_field", "multipart body without a 'video' part")
+            raise ApiError(422, ErrorCode.MISSING_FIELD, "multipart body without a 'video' part")
         if not self.video_done:
-            raise ApiError(400, "malformed_multipart", "the body ended inside the video part")
+            raise ApiError(400, ErrorCode.MALFORMED_MULTIPART, "the body ended inside the video part")
         await self._flush(final=True)
 
 
@@ -277,7 +277,7 @@ def _store_file(store: JobStore, path: str, receiver: _MultipartReceiver) -> int
             max_bytes=max(receiver.video_size, 1),
         )
     except UploadTooLarge:  # cannot happen unless the spool file grew: not ours to store then
-        raise ApiError(413, "upload_too_large", "the upload changed while it was being stored") from None
+        raise ApiError(413, ErrorCode.UPLOAD_TOO_LARGE, "the upload changed while it was being stored") from None
 
 
 def _write(spool: IO[bytes], piece: bytes) -> None:
@@ -301,7 +301,7 @@ def _no_space_is_507() -> Iterator[None]:
             raise
         log.warning("no room to spool an upload: %s", exc)
         raise ApiError(
-            507, "insufficient_storage", "the server has no room for this upload now; try again later"
+            507, ErrorCode.INSUFFICIENT_STORAGE, "the server has no room for this upload now; try again later"
         ) from exc
 
 
@@ -309,10 +309,10 @@ def _boundary(request: Request) -> bytes:
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if not boundary:
-        raise ApiError(400, "bad_request", "multipart body without a boundary")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "multipart body without a boundary")
     if len(boundary) > MAX_BOUNDARY or not all(0x20 <= b < 0x7F for b in boundary):
         raise ApiError(
-            400, "bad_request", f"the multipart boundary must be 1 to {MAX_BOUNDARY} printable ASCII characters"
+            400, ErrorCode.BAD_REQUEST, f"the multipart boundary must be 1 to {MAX_BOUNDARY} printable ASCII characters"
         )
     return boundary
 
@@ -322,7 +322,7 @@ def _not_a_video() -> ApiError:
     one answer, so a refusal says nothing about the files a playlist points at."""
     return ApiError(
         415,
-        "not_a_video",
+        ErrorCode.NOT_A_VIDEO,
         f"the upload is not a video in a container this service decodes ({VIDEO_CONTAINERS}); playlists "
         "and other files that refer to other files are refused; for a still image use POST /pose/hybrid",
     )
@@ -333,7 +333,7 @@ def pixel_error(width: int, height: int, what: str) -> ApiError | None:
     problem = pixel_problem(width, height)
     if problem is None:
         return None
-    code = "too_few_pixels" if min(width, height) < MIN_SIDE else "too_many_pixels"
+    code = ErrorCode.TOO_FEW_PIXELS if min(width, height) < MIN_SIDE else ErrorCode.TOO_MANY_PIXELS
     return ApiError(422, code, f"the {what} is {problem}")
 
 
@@ -382,7 +382,7 @@ def image_to_video(image: bytes, spool_dir: Path | None = None) -> tuple[str, in
 
     OpenCV can open a .png as a video source too, but reports a nonsense frame count for it; a
     one-frame AVI has an exact count and fps, so the pipeline treats it like any other video."""
-    not_an_image = ApiError(422, "not_an_image", f"image_base64 does not decode to a {IMAGE_FORMATS} image")
+    not_an_image = ApiError(422, ErrorCode.NOT_AN_IMAGE, f"image_base64 does not decode to a {IMAGE_FORMATS} image")
     size = image_size(image) if image_format(image[:16]) else None
     if size is None:
         raise not_an_image
@@ -417,7 +417,7 @@ def iter_file(path: str, size: int = SEND_BYTES) -> Iterator[bytes]:
 
 
 def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(413, "upload_too_large", f"the upload exceeds POSE_MAX_UPLOAD_MB ({max_bytes} bytes)")
+    return ApiError(413, ErrorCode.UPLOAD_TOO_LARGE, f"the upload exceeds POSE_MAX_UPLOAD_MB ({max_bytes} bytes)")
 
 
 def _content_length(request: Request) -> int | None:
@@ -425,7 +425,7 @@ def _content_length(request: Request) -> int | None:
     if raw is None:
         return None
     if not (raw.isascii() and raw.isdigit()):
-        raise ApiError(400, "bad_request", "invalid Content-Length")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid Content-Length")
     return int(raw)
 
 

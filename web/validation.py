@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from starlette.requests import Request
 
+from web.error_codes import ErrorCode
 from web.errors import ApiError
 
 JSON_BODY_LIMIT = 1 << 20  # 1 MiB: a job request is a few hundred bytes
@@ -31,7 +32,7 @@ def _reject_constant(name: str) -> Any:
 
 def body_timeout_error(why: str) -> ApiError:
     """408, closing the connection: the rest of a stalled body is not worth waiting for."""
-    return ApiError(408, "request_timeout", why, headers={"Connection": "close"})
+    return ApiError(408, ErrorCode.REQUEST_TIMEOUT, why, headers={"Connection": "close"})
 
 
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:
@@ -67,15 +68,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+                raise ApiError(413, ErrorCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes")
         except ValueError:
-            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+            raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid Content-Length") from None
     parts: list[bytes] = []
     size = 0
     async for chunk in body_chunks(request):
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+            raise ApiError(413, ErrorCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes")
         parts.append(chunk)
     return b"".join(parts)
 
@@ -84,13 +85,13 @@ def parse_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, "malformed_json", "the body is not UTF-8") from None
+        raise ApiError(400, ErrorCode.MALFORMED_JSON, "the body is not UTF-8") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
-        raise ApiError(400, "malformed_json", "the JSON is nested too deeply") from None
+        raise ApiError(400, ErrorCode.MALFORMED_JSON, "the JSON is nested too deeply") from None
     except ValueError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        raise ApiError(400, ErrorCode.MALFORMED_JSON, f"the body is not valid JSON: {exc}") from None
 
 
 def is_json_content_type(content_type: str | None) -> bool:
@@ -102,24 +103,24 @@ def is_json_content_type(content_type: str | None) -> bool:
 
 async def read_json_object(request: Request, *, limit: int = JSON_BODY_LIMIT) -> dict[str, Any]:
     if not is_json_content_type(request.headers.get("content-type")):
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
     doc = parse_json(await read_body(request, limit))
     if not isinstance(doc, dict):
-        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+        raise ApiError(422, ErrorCode.INVALID_BODY, "the body must be a JSON object")
     return doc
 
 
 def check_fields(doc: dict[str, Any], allowed: frozenset[str], required: frozenset[str] = frozenset()) -> None:
     unknown = sorted(set(doc) - allowed)
     if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+        raise ApiError(422, ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)}")
     missing = sorted(required - set(doc))
     if missing:
-        raise ApiError(422, "missing_field", f"missing required field(s): {', '.join(missing)}")
+        raise ApiError(422, ErrorCode.MISSING_FIELD, f"missing required field(s): {', '.join(missing)}")
 
 
 def _invalid(name: str, why: str) -> ApiError:
-    return ApiError(422, "invalid_field", f"{name}: {why}")
+    return ApiError(422, ErrorCode.INVALID_FIELD, f"{name}: {why}")
 
 
 def clean_text(value: Any, name: str, *, max_len: int, min_len: int = 1) -> str:
@@ -227,9 +228,9 @@ def query_params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in items:
         if key not in allowed:
-            raise ApiError(422, "unknown_parameter", f"unknown query parameter {key!r}")
+            raise ApiError(422, ErrorCode.UNKNOWN_PARAMETER, f"unknown query parameter {key!r}")
         if key in out:
-            raise ApiError(422, "invalid_parameter", f"query parameter {key!r} given more than once")
+            raise ApiError(422, ErrorCode.INVALID_PARAMETER, f"query parameter {key!r} given more than once")
         _check_string(value, key)
         out[key] = value
     return out
