@@ -29,8 +29,8 @@ from tests.conftest import FAKE_PIPELINE, REPO, wait_for
 from tests.test_serve import free_port
 from tests.test_worker_outcomes import finished
 from worker import db_retry
+from worker.attempt import AttemptOutcome
 from worker.daemon import WorkerDaemon
-from worker.supervisor import AttemptOutcome
 
 
 def running_on(store: JobStore, job_id: int, timeout: float = 15):

@@ -1,4 +1,4 @@
-"""One attempt of one job in a pipeline child, watched from the outside.
+"""One attempt of one job in a pipeline child, watched from the outside, and its outcome.
 
 The loop wakes every few tens of milliseconds to check the deadline, a cancel request and a
 shutdown; that polling interval is what bounds "killed within a second".
@@ -10,14 +10,40 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from jobs.states import ErrorKind
 from worker.child_protocol import JobRequest
-from worker.supervisor import POLL_S, AttemptOutcome, ChildDied, PipelineChild
+from worker.pipeline_child import POLL_S, ChildDied, PipelineChild
 
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_S = 0.5
+
+
+class AttemptStatus(StrEnum):
+    """How an attempt ended, as the daemon records it. A StrEnum so a status still logs, and compares,
+    as the plain word it always was."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # with an ErrorKind
+    CANCELLED = "cancelled"  # a cancel request stopped it
+    RELEASED = "released"  # the worker is shutting down; the job goes back to the queue
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """succeeded, or failed with an ErrorKind; ``cancelled``/``released`` when the worker stopped it."""
+
+    status: AttemptStatus
+    kind: ErrorKind | None = None
+    message: str = ""
+    frames_done: int = 0
+    frames_total: int | None = None
+
+    def __post_init__(self) -> None:
+        # a word that is no status fails here, where it is made, not later when it is recorded
+        object.__setattr__(self, "status", AttemptStatus(self.status))
 
 
 @dataclass
@@ -51,21 +77,21 @@ def run_attempt(
                     done, total = msg.done, msg.total
                     controls.report_progress(done, total)
                 elif msg.type == "done":
-                    return AttemptOutcome("succeeded", frames_done=msg.done, frames_total=msg.total)
+                    return AttemptOutcome(AttemptStatus.SUCCEEDED, frames_done=msg.done, frames_total=msg.total)
                 elif msg.type == "error":
                     kind = ErrorKind(msg.kind or ErrorKind.PIPELINE_ERROR)
-                    return AttemptOutcome("failed", kind, msg.message or "", done, total)
+                    return AttemptOutcome(AttemptStatus.FAILED, kind, msg.message or "", done, total)
                 continue
             now = time.monotonic()
             if controls.cancel_requested():
                 log.info("cancel requested: killing pipeline child %s", child.pid)
                 child.kill(grace_s=CANCEL_GRACE_S)
-                return AttemptOutcome("cancelled", frames_done=done, frames_total=total)
+                return AttemptOutcome(AttemptStatus.CANCELLED, frames_done=done, frames_total=total)
             if now >= deadline:
                 log.warning("deadline of %.1fs passed: killing pipeline child %s", timeout_s, child.pid)
                 child.kill()
                 return AttemptOutcome(
-                    "failed",
+                    AttemptStatus.FAILED,
                     ErrorKind.TIMEOUT,
                     f"ran past its deadline of {timeout_s:g}s ({done}/{total if total is not None else '?'} "
                     "frames done); the process group was killed",
@@ -76,9 +102,9 @@ def run_attempt(
             if stop_by is not None and now >= stop_by:
                 log.warning("shutdown grace period over: killing pipeline child %s", child.pid)
                 child.kill(grace_s=CANCEL_GRACE_S)
-                return AttemptOutcome("released", frames_done=done, frames_total=total)
+                return AttemptOutcome(AttemptStatus.RELEASED, frames_done=done, frames_total=total)
     except ChildDied as exc:
         tail = child.stderr_tail().strip()
         child.kill(grace_s=0)
         message = str(exc) + (f"; stderr tail:\n{tail}" if tail else "")
-        return AttemptOutcome("failed", exc.kind, message, done, total)
+        return AttemptOutcome(AttemptStatus.FAILED, exc.kind, message, done, total)

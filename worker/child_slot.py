@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from worker.supervisor import PipelineChild
+from worker.pipeline_child import PipelineChild
 
 log = logging.getLogger(__name__)
 

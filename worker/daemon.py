@@ -25,7 +25,7 @@ from jobs.log_setup import bind_context, log_context
 from jobs.settings import Settings
 from jobs.states import ErrorKind
 from jobs.store import JobStore, Outcome
-from worker.attempt import AttemptControls, run_attempt
+from worker.attempt import AttemptControls, AttemptOutcome, AttemptStatus, run_attempt
 from worker.child_protocol import JobRequest
 from worker.child_slot import ChildSlot
 from worker.current_job import CurrentJob
@@ -35,7 +35,7 @@ from worker.heartbeat import Heartbeat
 from worker.input_staging import InputRefused, staged_video
 from worker.job_rescuer import JobRescuer
 from worker.listener import Listener
-from worker.supervisor import AttemptOutcome, ChildDied
+from worker.pipeline_child import ChildDied
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class WorkerDaemon:
         self._shutdown_deadline: float | None = None
         self.current = CurrentJob()
         self.work_dir = settings.home / "work" / self.worker_id.replace(":", "_")
-        child_env = {"POSE_LOG_LEVEL": settings.log_level}
+        child_env: dict[str, str] = {"POSE_LOG_LEVEL": settings.log_level}
         if gpu is not None:
             child_env["CUDA_VISIBLE_DEVICES"] = gpu
         if settings.model_dir is not None:
@@ -153,7 +153,7 @@ class WorkerDaemon:
                 self.stop.wait(delay)
         if next_job is not None:  # claimed together with the last result, then told to stop
             with log_context(job_id=next_job.id, attempt=next_job.attempt):
-                self._record(next_job, AttemptOutcome("released"), None)
+                self._record(next_job, AttemptOutcome(AttemptStatus.RELEASED), None)
 
     def _claim(self) -> Job | None:
         """The next job, made current in the same breath (see CurrentJob.ownership)."""
@@ -203,7 +203,7 @@ class WorkerDaemon:
         with log_context(job_id=job.id, attempt=job.attempt):
             log.info("claimed job (priority %s, attempt %s/%s)", job.priority, job.attempt, job.max_attempts)
             result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
-            outcome = AttemptOutcome("failed", ErrorKind.CRASH, "worker error before the attempt ended")
+            outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH, "worker error before the attempt ended")
             try:
                 outcome = self._attempt(job, result_path)
                 return self._record(job, outcome, result_path)
@@ -217,8 +217,8 @@ class WorkerDaemon:
                 self.jobs_done += 1
                 # retiring a child (fresh mode, recycling, after a kill) waits for it to exit:
                 # done after the outcome is recorded, so it never delays finished_at
-                self.slot.finished(healthy=outcome.status == "succeeded"
-                                   or (outcome.status == "failed" and outcome.kind in HEALTHY_FAILURES))
+                self.slot.finished(healthy=outcome.status is AttemptStatus.SUCCEEDED
+                                   or (outcome.status is AttemptStatus.FAILED and outcome.kind in HEALTHY_FAILURES))
 
     def _attempt(self, job: Job, result_path: Path) -> AttemptOutcome:
         timeout_s = job.timeout_s or self.settings.timeout_s
@@ -235,22 +235,25 @@ class WorkerDaemon:
                 request = JobRequest(job.id, video_path, job.params, str(result_path))
                 outcome = run_attempt(child, request, timeout_s, controls)
         except InputRefused as exc:
-            outcome = AttemptOutcome("failed", ErrorKind.BAD_INPUT, str(exc))
+            outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.BAD_INPUT, str(exc))
         except ChildDied as exc:  # the child could not even start or was stopped while loading
-            outcome = AttemptOutcome("released" if self.stop.is_set() else "failed", ErrorKind.CRASH, str(exc))
+            status = AttemptStatus.RELEASED if self.stop.is_set() else AttemptStatus.FAILED
+            outcome = AttemptOutcome(status, ErrorKind.CRASH, str(exc))
         except TimeoutError as exc:
-            outcome = AttemptOutcome("failed", ErrorKind.TIMEOUT, str(exc))
+            outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.TIMEOUT, str(exc))
         except Exception as exc:  # staging the input or starting the child failed on this host
             if is_transient(exc):
                 log.warning("database unavailable while staging the input (%s); giving the attempt back",
                             describe(exc))
-                outcome = AttemptOutcome("released")
+                outcome = AttemptOutcome(AttemptStatus.RELEASED)
             elif (what := exhausted(exc)) is not None:
                 log.warning("could not stage the input: %s", what)
-                outcome = AttemptOutcome("failed", ErrorKind.RESOURCE_EXHAUSTED, f"staging the input: {what}")
+                outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.RESOURCE_EXHAUSTED,
+                                         f"staging the input: {what}")
             else:
                 log.exception("attempt could not run")
-                outcome = AttemptOutcome("failed", ErrorKind.CRASH, f"worker could not run the attempt: {exc}")
+                outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH,
+                                         f"worker could not run the attempt: {exc}")
         return outcome
 
     def _lease_gone(self) -> bool:
@@ -276,16 +279,17 @@ class WorkerDaemon:
             log.warning("job was rescued by another worker while running here; not recording (%s)", outcome.status)
             return None
         document: str | None = None
-        if outcome.status == "succeeded":
+        if outcome.status is AttemptStatus.SUCCEEDED:
             assert result_path is not None
             try:
                 document = result_path.read_text(encoding="utf-8")
             except (OSError, MemoryError, UnicodeDecodeError) as exc:
-                outcome = AttemptOutcome("failed", ErrorKind.RESOURCE_EXHAUSTED
+                outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.RESOURCE_EXHAUSTED
                                          if exhausted(exc) else ErrorKind.CRASH,
                                          f"could not read the result document: {exc}",
                                          outcome.frames_done, outcome.frames_total)
-        claim_next = outcome.status == "succeeded" and not self.stop.is_set() and self.slot.will_serve_next()
+        succeeded = outcome.status is AttemptStatus.SUCCEEDED
+        claim_next = succeeded and not self.stop.is_set() and self.slot.will_serve_next()
         repeated = False
         next_job: Job | None = None
 
@@ -317,7 +321,7 @@ class WorkerDaemon:
                     log.warning("shutting down before the database came back: the outcome (%s) is not recorded; "
                                 "the job returns to the queue when its lease expires", outcome.status)
                     return None
-                if outcome.status != "succeeded":
+                if outcome.status is not AttemptStatus.SUCCEEDED:
                     raise
                 log.error("PostgreSQL refused the result document: %s", describe(exc))
                 outcome = AttemptOutcome(
@@ -332,7 +336,7 @@ class WorkerDaemon:
             level = logging.WARNING if repeated else logging.ERROR
             log.log(level, "job no longer belonged to this worker when recording %s%s", outcome.status,
                     " (an earlier try may have been recorded before its reply was lost)" if repeated else "")
-        elif outcome.status == "failed":
+        elif outcome.status is AttemptStatus.FAILED:
             log.warning("attempt failed (%s): %s -> job %s", outcome.kind,
                         outcome.message.splitlines()[0] if outcome.message else "", result.state)
         else:
@@ -344,15 +348,15 @@ class WorkerDaemon:
     ) -> tuple[Outcome, Job | None]:
         """One statement that records ``outcome`` (and maybe claims the next job)."""
         settings = self.settings
-        if outcome.status == "succeeded":
+        if outcome.status is AttemptStatus.SUCCEEDED:
             assert document is not None
             if claim_next:
                 return self.store.succeed_and_claim_next(job, self.worker_id, document, outcome.frames_done,
                                                          outcome.frames_total, settings.lease_s)
             return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total), None
-        if outcome.status == "cancelled":
+        if outcome.status is AttemptStatus.CANCELLED:
             return self.store.finish_cancelled(job, self.worker_id), None
-        if outcome.status == "released":
+        if outcome.status is AttemptStatus.RELEASED:
             return self.store.release(job, self.worker_id), None
         assert outcome.kind is not None
         return self.store.fail(job, self.worker_id, outcome.kind, outcome.message,

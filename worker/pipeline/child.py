@@ -1,8 +1,8 @@
 """The pipeline child process: load a pipeline once, then run the jobs its worker sends.
 
 Run as ``python -m worker.pipeline.child --pipeline module:factory [--max-jobs N]``. It is started in
-its own process group by worker/supervisor.py, which owns all timing and killing; this side only
-loads, runs and reports. Here (and only here) torch and the models are imported.
+its own process group by worker/pipeline_child.py, and worker/attempt.py owns all timing and killing;
+this side only loads, runs and reports. Here (and only here) torch and the models are imported.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Runs the pipeline child: spawn it in its own process group, feed it jobs, time and kill it.
+"""The pipeline child as the worker sees it: spawn it in its own process group, talk to it, kill it.
 
-The worker never imports torch; the child does. Everything that can go wrong in the child (a hang,
-a segfault, an OOM kill, an exception) is observed here from the outside and turned into an
-``AttemptOutcome`` the daemon records. Killing the whole process group means threads or helper
-processes the pipeline started die with it.
+The worker never imports torch; the child (``python -m worker.pipeline.child``) does. This module is
+the handle on that process: its channel, its stderr tail, why it died (``ChildDied``) and how to kill
+its whole process group, so threads or helper processes the pipeline started die with it. It holds
+no supervision loop: timing one attempt (deadline, cancel, shutdown) is worker/attempt.py, and when a
+child is reused or replaced is worker/child_slot.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from jobs.states import ErrorKind
 from worker.child_protocol import CHILD_FD_ENV, ChildMessage, JobRequest
@@ -29,17 +29,6 @@ log = logging.getLogger(__name__)
 
 STDERR_TAIL_BYTES = 4000
 POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class AttemptOutcome:
-    """succeeded, or failed with an ErrorKind; ``cancelled``/``released`` when the worker stopped it."""
-
-    status: str  # succeeded | failed | cancelled | released
-    kind: ErrorKind | None = None
-    message: str = ""
-    frames_done: int = 0
-    frames_total: int | None = None
 
 
 class ChildDied(Exception):
