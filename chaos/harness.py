@@ -133,6 +133,11 @@ class Proc:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def death(self) -> str:
+        """How an exited process ended, for a report line: exit status and its log's last line."""
+        lines = self.log().strip().splitlines()
+        return f"{self.name} exit {self.proc.returncode}: {lines[-1][-160:] if lines else '(no output)'}"
+
     def wait_for_log(self, text: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

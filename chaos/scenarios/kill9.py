@@ -45,7 +45,7 @@ def run(quick: bool = False, keep_logs: Path | None = None, *, jobs: int | None 
         tally(sc, pg.url, ids, result)
         result.other["kills"] = kills
         result.other["fault_phase_s"] = round(fault_s)
-        dead = [w.name for w in workers if not w.running()]
+        dead = [w.death() for w in workers if not w.running()]
         if dead:
             result.violations.append(f"workers not running at the end: {dead}")
         result.seconds = sc.elapsed()

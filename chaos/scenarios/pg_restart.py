@@ -40,7 +40,7 @@ def run(quick: bool = False, keep_logs: Path | None = None, *, restarts: int | N
         wait_final(pg.url, ids, settle_s)
         tally(sc, pg.url, ids, result)
         result.other["restarts"] = f"{modes.count('fast')}fast+{modes.count('immediate')}immediate"
-        dead = [w.name for w in workers if not w.running()]
+        dead = [w.death() for w in workers if not w.running()]
         result.other["workers_alive"] = f"{len(workers) - len(dead)}/{len(workers)}"
         if dead:
             result.violations.append(f"workers died: {dead}")
