@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from jobs.job import Job
 from jobs.log_setup import log_context
 from jobs.store import JobStore
 from worker.current_job import CurrentJob
 from worker.db_retry import OutageLog, is_transient
+from worker.periodic import Clock, PeriodicTask, Wait
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL_S = 0.5
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat(PeriodicTask):
+    """Ticks every ``PROGRESS_WRITE_INTERVAL_S`` (or ``interval_s`` if shorter): each tick writes new
+    progress, if any; every ``interval_s`` a full beat also renews the lease and the registry row."""
+
     def __init__(
         self,
         store: JobStore,
@@ -36,14 +39,17 @@ class Heartbeat(threading.Thread):
         interval_s: float,
         lease_s: float,
         stop: threading.Event,
+        clock: Clock | None = None,
+        wait: Wait | None = None,
     ) -> None:
-        super().__init__(daemon=True, name="heartbeat")
+        super().__init__("heartbeat", period_s=min(interval_s, PROGRESS_WRITE_INTERVAL_S), stop=stop,
+                         clock=clock, wait=wait)
         self.store = store
         self.worker_id = worker_id
         self.current = current
         self.interval_s = interval_s
         self.lease_s = lease_s
-        self.stop_event = stop
+        self._next_full = 0.0
         self.finishing = threading.Event()  # set by the daemon while it records an outcome
         self._outage = OutageLog("the heartbeat")
 
@@ -83,19 +89,22 @@ class Heartbeat(threading.Thread):
             if cancel:
                 self.current.request_cancel(job.id)
 
-    def run(self) -> None:
-        tick = min(self.interval_s, PROGRESS_WRITE_INTERVAL_S)
-        next_full = time.monotonic() + self.interval_s
-        while not self.stop_event.wait(tick):
-            full = time.monotonic() >= next_full
-            try:
-                self.beat(full)
-            except Exception as exc:
-                if is_transient(exc):
-                    self._outage.failed(exc)
-                else:
-                    log.exception("heartbeat failed")
+    def before_first(self) -> None:
+        self._next_full = self.clock() + self.interval_s
+
+    def run_once(self) -> None:
+        """One tick: a full beat when ``interval_s`` has passed since the last one, else progress only.
+        No failure ends the thread: an outage is logged once by its OutageLog, anything else with a
+        traceback, and the next tick tries again."""
+        full = self.clock() >= self._next_full
+        try:
+            self.beat(full)
+        except Exception as exc:
+            if is_transient(exc):
+                self._outage.failed(exc)
             else:
-                self._outage.succeeded()
-            if full:
-                next_full = time.monotonic() + self.interval_s
+                log.exception("heartbeat failed")
+        else:
+            self._outage.succeeded()
+        if full:
+            self._next_full = self.clock() + self.interval_s

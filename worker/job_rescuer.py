@@ -12,11 +12,14 @@ import threading
 from jobs.log_setup import log_context
 from jobs.store import JobStore
 from worker.db_retry import is_transient
+from worker.periodic import Clock, PeriodicTask, Wait
 
 log = logging.getLogger(__name__)
 
 
-class JobRescuer(threading.Thread):
+class JobRescuer(PeriodicTask):
+    """Forgets long-dead workers once at start, then runs a rescue pass every ``interval_s``."""
+
     def __init__(
         self,
         store: JobStore,
@@ -26,14 +29,15 @@ class JobRescuer(threading.Thread):
         retry_base_s: float,
         retry_cap_s: float,
         stop: threading.Event,
+        clock: Clock | None = None,
+        wait: Wait | None = None,
     ) -> None:
-        super().__init__(daemon=True, name="rescuer")
+        super().__init__("rescuer", period_s=interval_s, stop=stop, clock=clock, wait=wait)
         self.store = store
         self.worker_id = worker_id
         self.interval_s = interval_s
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
-        self.stop_event = stop
 
     def rescue_once(self) -> list[tuple[int, str, int]]:
         rescued = self.store.rescue_expired(
@@ -44,11 +48,13 @@ class JobRescuer(threading.Thread):
                 log.warning("rescued a job whose worker stopped heartbeating: now %s", state)
         return rescued
 
-    def run(self) -> None:
+    def before_first(self) -> None:
         self.store.forget_dead_workers()
-        while not self.stop_event.wait(self.interval_s):
-            try:
-                self.rescue_once()
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.exception("rescue pass failed")
+
+    def run_once(self) -> None:
+        """One rescue pass; an outage is silent (the next pass retries), anything else is logged."""
+        try:
+            self.rescue_once()
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("rescue pass failed")
