@@ -15,11 +15,11 @@ import json
 import mimetypes
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from jobs.cli.common import add_setting_flags, open_store, settings_from
+from jobs.cli.progress import follow_job
 from jobs.states import JobState
 
 POLL_S = 0.5
@@ -158,39 +158,12 @@ def _error_text(response: Any) -> str:
 
 
 def _follow(fetch: Any) -> int:
-    """Poll until the job is final, showing one self-overwriting progress line on a terminal (one line
-    per state change otherwise). Exit status 0 only if the job succeeded."""
-    tty = sys.stderr.isatty()
-    last_state = None
-    width = 0
-    while True:
-        job = fetch()
-        line = _progress_line(job)
-        if tty:
-            sys.stderr.write("\r" + line.ljust(width))
-            sys.stderr.flush()
-            width = max(width, len(line))
-        elif job["state"] != last_state:
-            print(line, file=sys.stderr)
-        last_state = job["state"]
-        if job["state"] in {s.value for s in JobState} - {JobState.QUEUED.value, JobState.RUNNING.value}:
-            break
-        time.sleep(POLL_S)
-    if tty:
-        sys.stderr.write("\n")
+    """Follow the job until it is final (jobs/cli/progress.py draws it). Exit status 0 only if it
+    succeeded."""
+    job = follow_job(fetch, poll_s=POLL_S)
     if job["error"]:
         print(f"error: {job['error']['kind']}: {job['error']['message']}", file=sys.stderr)
     return 0 if job["state"] == JobState.SUCCEEDED.value else 1
-
-
-def _progress_line(job: dict[str, Any]) -> str:
-    p, a, t = job["progress"], job["attempts"], job["timings"]
-    frames = f"{p['frames_done']}/{p['frames_total'] or '?'} frames"
-    percent = f"{p['percent']:5.1f}%" if p["percent"] is not None else "   - %"
-    elapsed = t["run_s"] if job["state"] != "queued" else t["wait_s"]
-    clock = f"{elapsed:7.1f} s" if elapsed is not None else ""
-    attempts = f"attempt {a['attempt']}/{a['max_attempts']}"
-    return f"job {job['id']} {job['state']:<9} {frames:>16} {percent} {attempts} {clock}"
 
 
 # ---- inspecting ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.cli.common import add_setting_flags, settings_from
+from jobs.cli.progress import follow_job
 from jobs.sample_media import media_dir
 
 DEFAULT_VIDEO = media_dir() / "runner_1080p.mp4"
@@ -102,14 +103,8 @@ def run(args: argparse.Namespace) -> int:
             resp.raise_for_status()
             job = resp.json()
             print(f"submitted {video.name} as job {job['id']}", flush=True)
-            deadline = time.monotonic() + args.timeout_s
-            while job["state"] in ("queued", "running") and time.monotonic() < deadline:
-                time.sleep(0.5)
-                job = client.get(f"/v1/jobs/{job['id']}").json()
-                progress = job.get("progress") or {}
-                print(f"\r  {job['state']:<9} {progress.get('frames_done', 0)}/{progress.get('frames_total') or '?'}"
-                      f" frames ({progress.get('percent') or 0:.0f}%)   ", end="", flush=True)
-            print()
+            job_id = job["id"]
+            job = follow_job(lambda: client.get(f"/v1/jobs/{job_id}").json(), timeout_s=args.timeout_s)
             if job["state"] != "succeeded":
                 print(f"job {job['id']} ended {job['state']}: {job.get('error')}", file=sys.stderr)
                 return 1

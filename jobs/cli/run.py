@@ -1,5 +1,8 @@
 """``pose-service run VIDEO -o OUT.json``: the pipeline once, without the database or the worker.
 
+Here in jobs/cli (the composition root) rather than in worker/pipeline: the pipeline package is what
+the worker's child runs and has no command line of its own.
+
 Exit codes: 0 success, 2 unusable input or bad arguments (a message on stderr, no traceback),
 1 anything else (e.g. missing model weights, with the message saying how to fetch them).
 """
@@ -11,8 +14,9 @@ import json
 import os
 import sys
 import tempfile
-import time
+from typing import Any
 
+from jobs.cli.progress import FrameProgress
 from worker.pipeline.contract import BadInput
 
 
@@ -29,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_json_atomic(path: str, document: dict) -> None:
+def _write_json_atomic(path: str, document: dict[str, Any]) -> None:
     """Write next to the target and rename, so a crash never leaves half a JSON file behind."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -50,7 +54,7 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return int(exc.code or 0) if exc.code in (0, None) else 2
-    params = {
+    params: dict[str, Any] = {
         "mode": "static" if args.static else "video",
         "max_people": args.max_people,
         "device": args.device,
@@ -59,37 +63,29 @@ def main(argv: list[str]) -> int:
     if args.overlay:
         params["overlay"] = args.overlay
 
-    started = [time.perf_counter()]
-
-    def progress(done: int, total: int | None) -> None:
-        if args.quiet:
-            return
-        rate = done / max(time.perf_counter() - started[0], 1e-9)
-        of = f"/{total}" if total else ""
-        print(f"\r{done}{of} frames, {rate:.1f} frames/s", end="", file=sys.stderr, flush=True)
-
     try:
         from worker.pipeline.pose import RunOptions, create
 
         RunOptions.from_params(params)  # argument errors before the models load
         pipeline = create(allow_overlay=True)
-        started[0] = time.perf_counter()  # the rate shown is the video's, not the model loading's
-        document = pipeline(args.video, params, progress)
+        # shown from here: the rate is the video's, not the model loading's
+        with FrameProgress("pose", enabled=not args.quiet) as shown:
+            document = pipeline(args.video, params, lambda done, total: shown.update(done, total))
     except BadInput as exc:
-        print(f"\npose-service run: unusable input: {exc}", file=sys.stderr)
+        print(f"pose-service run: unusable input: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(f"\npose-service run: {exc}", file=sys.stderr)
+        print(f"pose-service run: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"\npose-service run: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"pose-service run: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     _write_json_atomic(args.output, document)
     if not args.quiet:
         frames = document["video"]["frames"]
         people = sum(len(f["people"]) for f in document["frames"])
         print(
-            f"\nwrote {args.output}: {frames} frames, {people} person detections, "
+            f"wrote {args.output}: {frames} frames, {people} person detections, "
             f"{document['timings']['total_s']:.1f} s" + (f"; overlay {args.overlay}" if args.overlay else ""),
             file=sys.stderr,
         )
