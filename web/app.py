@@ -2,7 +2,9 @@
 
 Each row of ENDPOINTS names the method, the path, the handler, whether the route needs a bearer
 token, the scope that token needs and whether the route creates jobs (and so draws from the token's
-submit rate); web/openapi.py describes the same rows, and a test checks that every route is described.
+submit rate), and its contract: the request models (web/inputs.py) and the answer per status
+(web/representation.py, web/result_document.py). web/openapi.py writes /openapi.json from these rows;
+the handlers validate and answer with the same models.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -29,7 +32,23 @@ from web import metrics, openapi, routes_health, routes_jobs, routes_legacy
 from web.auth import protected
 from web.context import AppContext, db
 from web.errors import EXCEPTION_HANDLERS, RequestContextMiddleware
+from web.inputs import HybridRequest, LegacyVideoRequest, ListJobsQuery, StatsQuery, SubmitJson, SubmitUpload
 from web.media_paths import MediaRoots
+from web.openapi import Answer, Answers
+from web.representation import (
+    EventList,
+    HybridAnswer,
+    JobList,
+    JobView,
+    LegacyPoolStatus,
+    LegacySubmitted,
+    LegacyVideoStatus,
+    PoolView,
+    Readiness,
+    StatsView,
+    StatusView,
+)
+from web.result_document import Result
 from web.tokens import TokenAuthority
 
 log = logging.getLogger("web")
@@ -44,39 +63,190 @@ RETENTION_INTERVAL_S = 3600.0
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One route: how it is served (handler, token, scope, rate, gzip) and its contract (summary,
+    request models, answers per status), from which web/openapi.py writes /openapi.json."""
+
     method: str
     path: str
     handler: Callable[[Request], Awaitable[Response]]
+    summary: str
+    answers: Answers
+    body: Mapping[str, type[BaseModel]] = field(default_factory=dict)  # media type -> model
+    query: type[BaseModel] | None = None
     protected: bool = True
     gzip: bool = False
     scope: str = READ  # what a token needs for it (admin implies every scope)
     submits: bool = False  # creates jobs: counts against the token's submit rate
 
 
+UNAVAILABLE = "the database is not reachable"
+NO_JOB = "no such job"
+JSON = "application/json"
+
+
+def _job(description: str) -> Answer:
+    return Answer(description, JobView)
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     # the REST API
-    Endpoint("POST", "/v1/jobs", routes_jobs.submit, scope=SUBMIT, submits=True),
-    Endpoint("GET", "/v1/jobs", routes_jobs.list_jobs),
-    Endpoint("GET", "/v1/jobs/{job_id}", routes_jobs.get_job),
-    Endpoint("GET", "/v1/jobs/{job_id}/result", routes_jobs.get_result, gzip=True),
-    Endpoint("GET", "/v1/jobs/{job_id}/events", routes_jobs.job_events),
-    Endpoint("POST", "/v1/jobs/{job_id}/cancel", routes_jobs.cancel_job, scope=SUBMIT),
-    Endpoint("POST", "/v1/jobs/{job_id}/retry", routes_jobs.retry_job, scope=SUBMIT),
-    Endpoint("GET", "/v1/stats", routes_jobs.stats),
-    Endpoint("GET", "/v1/pool", routes_health.pool),
+    Endpoint(
+        "POST", "/v1/jobs", routes_jobs.submit,
+        "Submit a job: a server-side video path (JSON) or an uploaded video (multipart)",
+        body={JSON: SubmitJson, "multipart/form-data": SubmitUpload},
+        answers={
+            201: Answer("created", JobView, headers={"Location": "the job's URL"}),
+            200: _job("the job an earlier request with the same idempotency key created"),
+            400: "malformed JSON or multipart body",
+            403: "video_path outside POSE_MEDIA_ROOTS, relative, or with '..'",
+            408: "the client stalled while sending the body (POSE_BODY_IDLE_TIMEOUT_S, POSE_BODY_TIMEOUT_S)",
+            409: "the idempotency key was used for a different request",
+            413: "the body or upload is too large (POSE_MAX_UPLOAD_MB, framing included)",
+            415: "neither JSON nor multipart, or the video is not a self-contained container with a decodable frame",
+            422: "invalid or unknown fields or params, video_path is not an existing file, frames outside the pixel "
+                 "limits, or priority above the token's ceiling",
+            503: UNAVAILABLE,
+            507: "no room to spool the upload now",
+        },
+        scope=SUBMIT, submits=True,
+    ),
+    Endpoint(
+        "GET", "/v1/jobs", routes_jobs.list_jobs, "List jobs, newest first, with cursor paging",
+        query=ListJobsQuery,
+        answers={
+            200: Answer("a page of jobs", JobList),
+            400: "a cursor this server did not issue",
+            422: "an invalid or unknown query parameter",
+            503: UNAVAILABLE,
+        },
+    ),
+    Endpoint(
+        "GET", "/v1/jobs/{job_id}", routes_jobs.get_job, "A job: state, progress, attempts, timings, error",
+        answers={200: _job("the job"), 404: NO_JOB, 503: UNAVAILABLE},
+    ),
+    Endpoint(
+        "GET", "/v1/jobs/{job_id}/result", routes_jobs.get_result,
+        "The result document of a succeeded job (gzip if accepted)",
+        answers={
+            200: Answer("the result document, as the pipeline wrote it", Result),
+            404: NO_JOB,
+            409: "the job has not succeeded (yet)",
+            503: UNAVAILABLE,
+        },
+        gzip=True,
+    ),
+    Endpoint(
+        "GET", "/v1/jobs/{job_id}/events", routes_jobs.job_events, "The job's state transitions (pose_job_events)",
+        answers={200: Answer("the events, oldest first", EventList), 404: NO_JOB, 503: UNAVAILABLE},
+    ),
+    Endpoint(
+        "POST", "/v1/jobs/{job_id}/cancel", routes_jobs.cancel_job,
+        "Cancel: queued jobs at once, running ones are killed by their worker within a second",
+        answers={
+            200: _job("cancelled (it was queued)"),
+            202: _job("cancel requested (it is running)"),
+            404: NO_JOB,
+            409: "the job has already finished",
+            503: UNAVAILABLE,
+        },
+        scope=SUBMIT,
+    ),
+    Endpoint(
+        "POST", "/v1/jobs/{job_id}/retry", routes_jobs.retry_job,
+        "Re-queue a failed or cancelled job with fresh attempts",
+        answers={
+            200: _job("queued again"),
+            404: NO_JOB,
+            409: "the job is neither failed nor cancelled, was retried too often, or its upload expired",
+            503: UNAVAILABLE,
+        },
+        scope=SUBMIT,
+    ),
+    Endpoint(
+        "GET", "/v1/stats", routes_jobs.stats,
+        "History per day: counts, p50/p95 wait and run times, frames/s, failures by kind",
+        query=StatsQuery,
+        answers={
+            200: Answer("the statistics", StatsView),
+            422: "an invalid or unknown query parameter",
+            503: UNAVAILABLE,
+        },
+    ),
+    Endpoint(
+        "GET", "/v1/pool", routes_health.pool, "Live workers and their jobs, the queue, and the estimated wait",
+        answers={200: Answer("the pool", PoolView), 503: UNAVAILABLE},
+    ),
     # operations: open, so probes and scrapers need no token
-    Endpoint("GET", "/healthz", routes_health.healthz, protected=False),
-    Endpoint("GET", "/readyz", routes_health.readyz, protected=False),
-    Endpoint("GET", "/metrics", metrics.metrics, protected=False),
-    Endpoint("GET", "/openapi.json", openapi.openapi_json, protected=False),
+    Endpoint(
+        "GET", "/healthz", routes_health.healthz, "Liveness: the process answers (no database access)",
+        answers={200: Answer("alive", StatusView)}, protected=False,
+    ),
+    Endpoint(
+        "GET", "/readyz", routes_health.readyz,
+        "Readiness: database reachable, schema current, at least one live worker",
+        answers={200: Answer("ready", Readiness), 503: Answer("not ready; reasons says why", Readiness)},
+        protected=False,
+    ),
+    Endpoint(
+        "GET", "/metrics", metrics.metrics, "Prometheus metrics, read from the database at scrape time",
+        answers={200: Answer("Prometheus text format", schema={"type": "string"}, media_type="text/plain")},
+        protected=False,
+    ),
+    Endpoint(
+        "GET", "/openapi.json", openapi.openapi_json, "This document",
+        answers={200: Answer("the OpenAPI document", schema={"type": "object"})}, protected=False,
+    ),
     # the old Flask service
-    Endpoint("GET", "/health", routes_health.healthz, protected=False),
-    Endpoint("GET", "/api/pose/health", routes_legacy.api_pose_health, protected=False),
-    Endpoint("GET", "/api/pose/pool-status", routes_legacy.pool_status),
-    Endpoint("POST", "/pose/video", routes_legacy.submit_video, scope=SUBMIT, submits=True),
-    Endpoint("GET", "/pose/video/status/{job_id}", routes_legacy.video_status),
-    Endpoint("POST", "/pose/hybrid", routes_legacy.hybrid, scope=SUBMIT, submits=True),
-)
+    Endpoint(
+        "GET", "/health", routes_health.healthz, "Old service: liveness",
+        answers={200: Answer("alive", StatusView)}, protected=False,
+    ),
+    Endpoint(
+        "GET", "/api/pose/health", routes_legacy.api_pose_health, "Old service: readiness (503 while not ready)",
+        answers={200: Answer("healthy", Readiness), 503: Answer("unhealthy", Readiness)}, protected=False,
+    ),
+    Endpoint(
+        "GET", "/api/pose/pool-status", routes_legacy.pool_status, "Old service: worker pool and queue",
+        answers={200: Answer("the pool", LegacyPoolStatus), 503: UNAVAILABLE},
+    ),
+    Endpoint(
+        "POST", "/pose/video", routes_legacy.submit_video, "Old service: submit a server-side video path",
+        body={JSON: LegacyVideoRequest},
+        answers={
+            200: Answer("queued", LegacySubmitted),
+            400: "malformed JSON",
+            403: "video_path outside POSE_MEDIA_ROOTS",
+            408: "the client stalled while sending the body",
+            413: "body too large",
+            415: "not JSON, or the file is not a self-contained video container",
+            422: "invalid fields or no such file",
+            503: UNAVAILABLE,
+        },
+        scope=SUBMIT, submits=True,
+    ),
+    Endpoint(
+        "GET", "/pose/video/status/{job_id}", routes_legacy.video_status, "Old service: a job's status",
+        answers={200: Answer("the job", LegacyVideoStatus), 404: NO_JOB, 503: UNAVAILABLE},
+    ),
+    Endpoint(
+        "POST", "/pose/hybrid", routes_legacy.hybrid,
+        "Old service: keypoints of one image, computed by a worker as a high-priority job",
+        body={JSON: HybridRequest},
+        answers={
+            200: Answer("the people found in the image", HybridAnswer),
+            400: "malformed JSON",
+            408: "the client stalled while sending the body",
+            409: "the job was cancelled",
+            413: "body too large",
+            415: "not JSON",
+            422: "invalid fields, not a PNG/JPEG/WebP image, outside the pixel limits, or the worker refused the input",
+            502: "the job failed",
+            503: UNAVAILABLE,
+            504: "no worker finished the job in time",
+        },
+        scope=SUBMIT, submits=True,
+    ),
+)  # fmt: skip
 
 
 def build_routes(endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> list[Route]:

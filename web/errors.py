@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs.log_setup import log_context
 from web.error_codes import ErrorCode
+from web.representation import ErrorBody, ErrorDetail
 
 log = logging.getLogger("web")
 
@@ -44,21 +45,21 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}, **extra}
-
-
 def error_response(
-    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, code: ErrorCode, message: str, *, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.to_json(), status_code=status, headers=headers)
 
 
-def _code_for(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
+def _code_for(status: int) -> ErrorCode:
+    """The code of a router failure: 404 and 405 have their own; anything else Starlette raises is a
+    bad request (4xx) or an internal error, so every code a client sees is an ErrorCode."""
+    if status == 404:
+        return ErrorCode.NOT_FOUND
+    if status == 405:
+        return ErrorCode.METHOD_NOT_ALLOWED
+    return ErrorCode.BAD_REQUEST if status < 500 else ErrorCode.INTERNAL_ERROR
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
@@ -141,7 +142,7 @@ class RequestContextMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if 0 < len(text) <= 64 and text.isprintable():
                 return text
     return None

@@ -1,606 +1,171 @@
-"""GET /openapi.json: the API described by hand, next to the routing table it describes.
+"""GET /openapi.json, generated from the routing table and the models it names.
 
-OPERATIONS holds one hand-written operation per (method, path) of web.app.ENDPOINTS; build_spec adds
-what the table already knows (the bearer-token requirement and its 401/403 answers), so the two
-cannot disagree. tests/web/test_openapi.py fails when a route has no description here.
+Each row of web.app.ENDPOINTS names its request body, query and answer models (web/inputs.py,
+web/representation.py, web/result_document.py) with a line of description per status; this module
+turns the rows into an OpenAPI 3.1 document: pydantic writes the schemas, the table adds what it
+already knows (the bearer-token requirement and its 401/403/429 answers, the {job_id} parameter).
+The routes validate with the same models, so the document and the checks cannot drift apart.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+from pydantic_core import CoreSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
-NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
-NULLABLE_INT: dict[str, Any] = {"type": ["integer", "null"]}
-NULLABLE_NUMBER: dict[str, Any] = {"type": ["number", "null"]}
-TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
-NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+from web.representation import ErrorBody
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
-
-
-JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
-    },
-    "Job": {
-        "type": "object",
-        "required": [
-            "id",
-            "state",
-            "priority",
-            "params",
-            "video",
-            "progress",
-            "attempts",
-            "timings",
-            "error",
-        ],
-        "properties": {
-            "id": {"type": "integer"},
-            "state": {"type": "string", "enum": JOB_STATES},
-            "priority": {"type": "integer"},
-            "params": {"type": "object"},
-            "video": {
-                "type": "object",
-                "required": ["source"],
-                "properties": {
-                    "source": {"type": "string", "enum": ["path", "upload"]},
-                    "path": NULLABLE_STRING,
-                    "upload_id": {"type": "integer"},
-                },
-            },
-            "progress": {
-                "type": "object",
-                "required": ["frames_done", "frames_total", "percent"],
-                "properties": {
-                    "frames_done": {"type": "integer"},
-                    "frames_total": NULLABLE_INT,
-                    "percent": NULLABLE_NUMBER,
-                },
-            },
-            "attempts": {
-                "type": "object",
-                "required": ["attempt", "max_attempts"],
-                "properties": {
-                    "attempt": {"type": "integer"},
-                    "max_attempts": {"type": "integer"},
-                    "retries": {"type": "integer", "description": "times the API re-queued it (capped)"},
-                },
-            },
-            "timings": {
-                "type": "object",
-                "required": ["created_at", "started_at", "finished_at", "wait_s", "run_s"],
-                "properties": {
-                    "created_at": TIME,
-                    "run_after": TIME,
-                    "started_at": NULLABLE_TIME,
-                    "finished_at": NULLABLE_TIME,
-                    "wait_s": NULLABLE_NUMBER,
-                    "run_s": NULLABLE_NUMBER,
-                },
-            },
-            "error": {
-                "type": ["object", "null"],
-                "properties": {"kind": NULLABLE_STRING, "message": NULLABLE_STRING},
-            },
-            "worker_id": NULLABLE_STRING,
-            "cancel_requested": {"type": "boolean"},
-            "timeout_s": NULLABLE_NUMBER,
-            "idempotency_key": NULLABLE_STRING,
-            "owner_token_id": {
-                **NULLABLE_INT,
-                "description": "the API token that submitted it; null: SQL, env token, open API",
-            },
-            "links": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
-    "JobList": {
-        "type": "object",
-        "required": ["jobs", "next_cursor"],
-        "properties": {"jobs": {"type": "array", "items": _ref("Job")}, "next_cursor": NULLABLE_STRING},
-    },
-    "SubmitJson": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["video_path"],
-        "properties": {
-            "video_path": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 4096,
-                "description": "absolute path under POSE_MEDIA_ROOTS",
-            },
-            "priority": {"type": "integer", "minimum": -1000000, "maximum": 1000000, "default": 0},
-            "params": {
-                "type": "object",
-                "description": 'parameters of the configured pipeline, e.g. {"mode": "static"}; checked at submit',
-            },
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
-            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
-        },
-    },
-    "SubmitUpload": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["video"],
-        "properties": {
-            "video": {
-                "type": "string",
-                "format": "binary",
-                "description": "the video file: MP4/MOV, Matroska/WebM, AVI, MPEG-TS or MPEG-PS",
-            },
-            "priority": {"type": "integer", "minimum": -1000000, "maximum": 1000000},
-            "params": {"type": "string", "description": "a JSON object, as text"},
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
-            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-            "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["id", "at", "to_state", "attempt"],
-        "properties": {
-            "id": {"type": "integer"},
-            "at": TIME,
-            "from_state": NULLABLE_STRING,
-            "to_state": {"type": "string", "enum": JOB_STATES},
-            "attempt": {"type": "integer"},
-            "worker_id": NULLABLE_STRING,
-            "error_kind": NULLABLE_STRING,
-            "error_message": NULLABLE_STRING,
-        },
-    },
-    "Result": {
-        "type": "object",
-        "description": "The result document, schema pose-service/result@1 (DESIGN.md section 5).",
-        "properties": {
-            "schema": {"type": "string"},
-            "video": {"type": "object"},
-            "model": {"type": "object"},
-            "keypoint_names": {"type": "array", "items": {"type": "string"}},
-            "skeleton": {"type": "array"},
-            "frames": {"type": "array"},
-            "timings": {"type": "object"},
-        },
-    },
-    "Stats": {
-        "type": "object",
-        "required": ["days", "daily", "failures", "failures_by_kind", "totals"],
-        "properties": {
-            "days": {"type": "integer"},
-            "daily": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["day", "submitted", "succeeded", "failed", "cancelled"],
-                    "properties": {
-                        "day": {"type": "string", "format": "date"},
-                        "submitted": {"type": "integer"},
-                        "succeeded": {"type": "integer"},
-                        "failed": {"type": "integer"},
-                        "cancelled": {"type": "integer"},
-                        "pending": {"type": "integer"},
-                        "wait_p50_s": NULLABLE_NUMBER,
-                        "wait_p95_s": NULLABLE_NUMBER,
-                        "run_p50_s": NULLABLE_NUMBER,
-                        "run_p95_s": NULLABLE_NUMBER,
-                        "frames_processed": {"type": "integer"},
-                        "run_seconds": NULLABLE_NUMBER,
-                        "frames_per_s": NULLABLE_NUMBER,
-                    },
-                },
-            },
-            "failures": {"type": "array", "items": {"type": "object"}},
-            "failures_by_kind": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "totals": {"type": "object"},
-        },
-    },
-    "Pool": {
-        "type": "object",
-        "required": ["workers", "live_workers", "busy_workers", "queue", "estimated_wait_s"],
-        "properties": {
-            "workers": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "host", "pid", "gpu", "mode", "current_job"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "host": {"type": "string"},
-                        "pid": {"type": "integer"},
-                        "gpu": NULLABLE_STRING,
-                        "mode": {"type": "string"},
-                        "problem": {"type": ["string", "null"],
-                                    "description": "why it cannot run jobs (e.g. missing model weights)"},
-                        "started_at": TIME,
-                        "heartbeat_at": TIME,
-                        "current_job": {"type": ["object", "null"]},
-                    },
-                },
-            },
-            "live_workers": {"type": "integer"},
-            "busy_workers": {"type": "integer"},
-            "queue": {
-                "type": "object",
-                "required": ["ready", "queued"],
-                "properties": {"ready": {"type": "integer"}, "queued": {"type": "integer"}},
-            },
-            "mean_run_s": NULLABLE_NUMBER,
-            "estimated_wait_s": {
-                "type": ["number", "null"],
-                "description": "ready jobs × mean recent run time / live workers",
-            },
-        },
-    },
-    "Readiness": {
-        "type": "object",
-        "required": ["ready", "reasons", "checks"],
-        "properties": {
-            "ready": {"type": "boolean"},
-            "reasons": {"type": "array", "items": {"type": "string"}},
-            "checks": {"type": "object"},
-            "status": {"type": "string"},
-            "error": {"type": "object"},
-        },
-    },
-    "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
-}
-
+REF_TEMPLATE = "#/components/schemas/{model}"
 JOB_ID = {
     "name": "job_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 9223372036854775807},
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 
-UNAVAILABLE = _error("the database is not reachable")
+
+@dataclass(frozen=True)
+class Answer:
+    """One documented response of a route: a model for JSON bodies, or a raw schema and media type."""
+
+    description: str
+    model: type[BaseModel] | None = None
+    schema: Mapping[str, Any] | None = None
+    media_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)  # header name -> what it says
 
 
-def _job_answer(description: str) -> dict[str, Any]:
-    return _json(_ref("Job"), description)
-
-
-OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/v1/jobs"): {
-        "summary": "Submit a job: a server-side video path (JSON) or an uploaded video (multipart)",
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _ref("SubmitJson")},
-                "multipart/form-data": {"schema": _ref("SubmitUpload")},
-            },
-        },
-        "responses": {
-            "201": {
-                **_job_answer("created"),
-                "headers": {"Location": {"schema": {"type": "string"}, "description": "the job's URL"}},
-            },
-            "200": _job_answer("the job an earlier request with the same idempotency key created"),
-            "400": _error("malformed JSON or multipart body"),
-            "403": _error("video_path outside POSE_MEDIA_ROOTS, relative, or with '..'"),
-            "408": _error("the client stalled while sending the body (POSE_BODY_IDLE_TIMEOUT_S, POSE_BODY_TIMEOUT_S)"),
-            "409": _error("the idempotency key was used for a different request"),
-            "413": _error("the body or upload is too large (POSE_MAX_UPLOAD_MB, framing included)"),
-            "415": _error(
-                "neither JSON nor multipart, or the video is not a self-contained container with a decodable frame"
-            ),
-            "422": _error(
-                "invalid or unknown fields or params, video_path is not an existing file, frames outside the pixel "
-                "limits, or priority above the token's ceiling"
-            ),
-            "503": UNAVAILABLE,
-            "507": _error("no room to spool the upload now"),
-        },
-    },
-    ("GET", "/v1/jobs"): {
-        "summary": "List jobs, newest first, with cursor paging",
-        "parameters": [
-            {"name": "state", "in": "query", "schema": {"type": "string", "enum": JOB_STATES}},
-            {"name": "since", "in": "query", "schema": TIME, "description": "created at or after (ISO 8601)"},
-            {
-                "name": "cursor",
-                "in": "query",
-                "schema": {"type": "string", "minLength": 1},
-                "description": "next_cursor",
-            },
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-        ],
-        "responses": {
-            "200": _json(_ref("JobList"), "a page of jobs"),
-            "400": _error("a cursor this server did not issue"),
-            "422": _error("an invalid or unknown query parameter"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("GET", "/v1/jobs/{job_id}"): {
-        "summary": "A job: state, progress, attempts, timings, error",
-        "parameters": [JOB_ID],
-        "responses": {"200": _job_answer("the job"), "404": _error("no such job"), "503": UNAVAILABLE},
-    },
-    ("GET", "/v1/jobs/{job_id}/result"): {
-        "summary": "The result document of a succeeded job (gzip if accepted)",
-        "parameters": [JOB_ID],
-        "responses": {
-            "200": _json(_ref("Result"), "the result document"),
-            "404": _error("no such job"),
-            "409": _error("the job has not succeeded (yet)"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("GET", "/v1/jobs/{job_id}/events"): {
-        "summary": "The job's state transitions (pose_job_events)",
-        "parameters": [JOB_ID],
-        "responses": {
-            "200": _json(
-                {
-                    "type": "object",
-                    "required": ["job_id", "events"],
-                    "properties": {
-                        "job_id": {"type": "integer"},
-                        "events": {"type": "array", "items": _ref("Event")},
-                    },
-                },
-                "the events, oldest first",
-            ),
-            "404": _error("no such job"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("POST", "/v1/jobs/{job_id}/cancel"): {
-        "summary": "Cancel: queued jobs at once, running ones are killed by their worker within a second",
-        "parameters": [JOB_ID],
-        "responses": {
-            "200": _job_answer("cancelled (it was queued)"),
-            "202": _job_answer("cancel requested (it is running)"),
-            "404": _error("no such job"),
-            "409": _error("the job has already finished"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("POST", "/v1/jobs/{job_id}/retry"): {
-        "summary": "Re-queue a failed or cancelled job with fresh attempts",
-        "parameters": [JOB_ID],
-        "responses": {
-            "200": _job_answer("queued again"),
-            "404": _error("no such job"),
-            "409": _error("the job is neither failed nor cancelled, was retried too often, or its upload expired"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("GET", "/v1/stats"): {
-        "summary": "History per day: counts, p50/p95 wait and run times, frames/s, failures by kind",
-        "parameters": [
-            {
-                "name": "days",
-                "in": "query",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 7},
-            }
-        ],
-        "responses": {
-            "200": _json(_ref("Stats"), "the statistics"),
-            "422": _error("an invalid or unknown query parameter"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("GET", "/v1/pool"): {
-        "summary": "Live workers and their jobs, the queue, and the estimated wait",
-        "responses": {"200": _json(_ref("Pool"), "the pool"), "503": UNAVAILABLE},
-    },
-    ("GET", "/healthz"): {
-        "summary": "Liveness: the process answers (no database access)",
-        "responses": {"200": _json(_ref("Status"), "alive")},
-    },
-    ("GET", "/readyz"): {
-        "summary": "Readiness: database reachable, schema current, at least one live worker",
-        "responses": {
-            "200": _json(_ref("Readiness"), "ready"),
-            "503": _json(_ref("Readiness"), "not ready; reasons says why"),
-        },
-    },
-    ("GET", "/metrics"): {
-        "summary": "Prometheus metrics, read from the database at scrape time",
-        "responses": {
-            "200": {
-                "description": "Prometheus text format",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
-        },
-    },
-    ("GET", "/openapi.json"): {
-        "summary": "This document",
-        "responses": {"200": _json({"type": "object"}, "the OpenAPI document")},
-    },
-    ("GET", "/health"): {
-        "summary": "Old service: liveness",
-        "responses": {"200": _json(_ref("Status"), "alive")},
-    },
-    ("GET", "/api/pose/health"): {
-        "summary": "Old service: readiness (503 while not ready)",
-        "responses": {
-            "200": _json(_ref("Readiness"), "healthy"),
-            "503": _json(_ref("Readiness"), "unhealthy"),
-        },
-    },
-    ("GET", "/api/pose/pool-status"): {
-        "summary": "Old service: worker pool and queue",
-        "responses": {
-            "200": _json(
-                {
-                    "type": "object",
-                    "required": ["status", "workers", "queue_length", "estimated_wait_s"],
-                    "properties": {
-                        "status": {"type": "string"},
-                        "workers": {"type": "object"},
-                        "queue_length": {"type": "integer"},
-                        "estimated_wait_s": NULLABLE_NUMBER,
-                        "pool": _ref("Pool"),
-                    },
-                },
-                "the pool",
-            ),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("POST", "/pose/video"): {
-        "summary": "Old service: submit a server-side video path",
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["video_path"],
-                        "properties": {"video_path": {"type": "string", "minLength": 1, "maxLength": 4096}},
-                    }
-                }
-            },
-        },
-        "responses": {
-            "200": _json(
-                {
-                    "type": "object",
-                    "required": ["job_id", "status"],
-                    "properties": {"job_id": {"type": "integer"}, "status": {"type": "string"}},
-                },
-                "queued",
-            ),
-            "400": _error("malformed JSON"),
-            "403": _error("video_path outside POSE_MEDIA_ROOTS"),
-            "408": _error("the client stalled while sending the body"),
-            "413": _error("body too large"),
-            "415": _error("not JSON, or the file is not a self-contained video container"),
-            "422": _error("invalid fields or no such file"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("GET", "/pose/video/status/{job_id}"): {
-        "summary": "Old service: a job's status",
-        "parameters": [JOB_ID],
-        "responses": {
-            "200": _json(
-                {
-                    "type": "object",
-                    "required": ["job_id", "status", "progress"],
-                    "properties": {
-                        "job_id": {"type": "integer"},
-                        "status": {"type": "string", "enum": JOB_STATES},
-                        "progress": {"type": "number"},
-                        "frames_done": {"type": "integer"},
-                        "frames_total": NULLABLE_INT,
-                        "error": NULLABLE_STRING,
-                        "result_url": NULLABLE_STRING,
-                    },
-                },
-                "the job",
-            ),
-            "404": _error("no such job"),
-            "503": UNAVAILABLE,
-        },
-    },
-    ("POST", "/pose/hybrid"): {
-        "summary": "Old service: keypoints of one image, computed by a worker as a high-priority job",
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["image_base64"],
-                        "properties": {"image_base64": {"type": "string", "description": "PNG/JPEG, base64"}},
-                    }
-                }
-            },
-        },
-        "responses": {
-            "200": _json(
-                {
-                    "type": "object",
-                    "required": ["success", "job_id", "people", "keypoints"],
-                    "properties": {
-                        "success": {"type": "boolean"},
-                        "job_id": {"type": "integer"},
-                        "width": {"type": "integer"},
-                        "height": {"type": "integer"},
-                        "keypoint_names": {"type": "array", "items": {"type": "string"}},
-                        "people": {"type": "array", "items": {"type": "object"}},
-                        "keypoints": {"type": "array"},
-                        "model": {"type": ["object", "null"]},
-                    },
-                },
-                "the people found in the image",
-            ),
-            "400": _error("malformed JSON"),
-            "408": _error("the client stalled while sending the body"),
-            "409": _error("the job was cancelled"),
-            "413": _error("body too large"),
-            "415": _error("not JSON"),
-            "422": _error(
-                "invalid fields, not a PNG/JPEG/WebP image, outside the pixel limits, or the worker refused the input"
-            ),
-            "502": _error("the job failed"),
-            "503": UNAVAILABLE,
-            "504": _error("no worker finished the job in time"),
-        },
-    },
-}
+#: A status's answer: an Answer, or just the description of an error (body: ErrorBody).
+Answers = Mapping[int, "Answer | str"]
 
 
 class _Endpoint(Protocol):
-    method: str
-    path: str
-    protected: bool
-    submits: bool
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def protected(self) -> bool: ...
+    @property
+    def submits(self) -> bool: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def body(self) -> Mapping[str, type[BaseModel]]: ...
+    @property
+    def query(self) -> type[BaseModel] | None: ...
+    @property
+    def answers(self) -> Answers: ...
+
+
+class _Schemas(GenerateJsonSchema):
+    """pydantic's JSON Schema without a title on every field (the property name says it)."""
+
+    def field_title_should_be_set(self, schema: CoreSchema) -> bool:
+        return False
+
+
+def _models(endpoints: Iterable[_Endpoint]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    """Every model the table names, once, with the mode it is used in (requests are validated,
+    answers serialised)."""
+    found: dict[type[BaseModel], JsonSchemaMode] = {ErrorBody: "serialization"}
+    for e in endpoints:
+        for model in e.body.values():
+            found.setdefault(model, "validation")
+        if e.query is not None:
+            found.setdefault(e.query, "validation")
+        for answer in e.answers.values():
+            if isinstance(answer, Answer) and answer.model is not None:
+                found.setdefault(answer.model, "serialization")
+    return list(found.items())
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or has a value: the null branch of ``X | None`` goes."""
+    options = schema.get("anyOf")
+    if isinstance(options, list):
+        rest = [o for o in options if o != {"type": "null"}]
+        if len(rest) == 1:
+            schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **rest[0]}
+    return {k: v for k, v in schema.items() if k != "default" or v is not None}
+
+
+def _parameters(e: _Endpoint, schemas: Mapping[str, Any]) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [JOB_ID] if "{job_id}" in e.path else []
+    if e.query is not None:
+        model_schema = schemas[e.query.__name__]
+        required = set(model_schema.get("required", ()))
+        for name, schema in model_schema["properties"].items():
+            schema = _not_null(dict(schema))
+            parameter = {"name": name, "in": "query", "required": name in required, "schema": schema}
+            if "description" in schema:
+                parameter["description"] = schema.pop("description")
+            parameters.append(parameter)
+    return parameters
+
+
+def _response(answer: Answer | str) -> dict[str, Any]:
+    if isinstance(answer, str):
+        answer = Answer(answer, ErrorBody)
+    if answer.model is not None:
+        schema: Mapping[str, Any] = _ref(answer.model)
+    else:
+        schema = answer.schema or {}
+    response: dict[str, Any] = {
+        "description": answer.description,
+        "content": {answer.media_type: {"schema": dict(schema)}},
+    }
+    if answer.headers:
+        response["headers"] = {
+            name: {"schema": {"type": "string"}, "description": what} for name, what in answer.headers.items()
+        }
+    return response
+
+
+def _operation(e: _Endpoint, schemas: Mapping[str, Any]) -> dict[str, Any]:
+    if not e.answers:
+        raise KeyError(f"the routing table does not describe the answers of {e.method} {e.path}")
+    operation: dict[str, Any] = {"summary": e.summary, "operationId": _operation_id(e.method, e.path)}
+    parameters = _parameters(e, schemas)
+    if parameters:
+        operation["parameters"] = parameters
+    if e.body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": _ref(model)} for media, model in e.body.items()},
+        }
+    answers = dict(e.answers)
+    if e.protected:
+        answers.setdefault(401, "no token, or an unknown one")
+        answers.setdefault(403, "a revoked token, or one without this route's scope")
+        if e.submits:
+            answers.setdefault(429, "the token's submit rate is used up; see the Retry-After header")
+        operation["security"] = [{"bearerAuth": []}]
+    else:
+        operation["security"] = []
+    operation["responses"] = {str(status): _response(answers[status]) for status in sorted(answers)}
+    return operation
 
 
 def build_spec(endpoints: Iterable[_Endpoint]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``endpoints``; KeyError names a route with no description."""
+    """The OpenAPI 3.1 document for ``endpoints``; KeyError names a route whose answers are not described."""
+    endpoints = list(endpoints)
+    _, defs = models_json_schema(_models(endpoints), ref_template=REF_TEMPLATE, schema_generator=_Schemas)
+    schemas = defs.get("$defs", {})
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
-        try:
-            operation = copy.deepcopy(OPERATIONS[(e.method, e.path)])
-        except KeyError:
-            raise KeyError(f"web/openapi.py does not describe {e.method} {e.path}") from None
-        operation.setdefault("operationId", _operation_id(e.method, e.path))
-        if e.protected:
-            operation["security"] = [{"bearerAuth": []}]
-            operation["responses"].setdefault("401", _error("no token, or an unknown one"))
-            operation["responses"].setdefault("403", _error("a revoked token, or one without this route's scope"))
-            if e.submits:
-                operation["responses"].setdefault(
-                    "429", _error("the token's submit rate is used up; see the Retry-After header")
-                )
-        else:
-            operation["security"] = []
-        paths.setdefault(e.path, {})[e.method.lower()] = operation
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -610,7 +175,7 @@ def build_spec(endpoints: Iterable[_Endpoint]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -25,64 +25,41 @@ from web.auth import principal_of
 from web.context import AppContext, ctx, db
 from web.error_codes import ErrorCode
 from web.errors import ApiError
-from web.routes_health import pool_snapshot, readiness, readiness_response
-from web.routes_jobs import SubmitOptions, clean_video_path, load_job, submit_job
+from web.inputs import HYBRID_BODY_LIMIT, HybridRequest, LegacyVideoRequest
+from web.readiness import pool_snapshot, readiness, readiness_response
+from web.representation import HybridAnswer, LegacyPoolStatus, LegacySubmitted, LegacyVideoStatus
+from web.submission import Submission, load_job, submit_job
 from web.uploads import image_to_video, iter_file
-from web.validation import check_fields, clean_text, read_json_object
+from web.validation import read_json_object, validated
 
 log = logging.getLogger(__name__)
 
 HYBRID_PRIORITY = INTERACTIVE_PRIORITY  # above every token's priority ceiling
 HYBRID_PARAMS = {"mode": "static"}
-HYBRID_BODY_LIMIT = 32 << 20  # base64 of a large still image
 POLL_S = (0.02, 0.05, 0.1, 0.2)  # waiting for the hybrid job: quick at first, then gentler
 
 
 async def api_pose_health(request: Request) -> Response:
     """Readiness in the old shape: status healthy/unhealthy, 503 while not ready."""
     report = await db(readiness, ctx(request))
-    return readiness_response(report, {"status": "healthy" if report["ready"] else "unhealthy"})
+    return readiness_response(report, status="healthy" if report.ready else "unhealthy")
 
 
 async def pool_status(request: Request) -> Response:
-    snapshot = await db(pool_snapshot, ctx(request))
-    return JSONResponse(
-        {
-            "status": "ok",
-            "workers": {
-                "total": snapshot["live_workers"],
-                "busy": snapshot["busy_workers"],
-                "idle": snapshot["live_workers"] - snapshot["busy_workers"],
-            },
-            "queue_length": snapshot["queue"]["ready"],
-            "estimated_wait_s": snapshot["estimated_wait_s"],
-            "pool": snapshot,
-        }
-    )
+    pool = await db(pool_snapshot, ctx(request))
+    return JSONResponse(LegacyPoolStatus.of(pool).to_json())
 
 
 async def submit_video(request: Request) -> Response:
     app = ctx(request)
-    doc = await read_json_object(request)
-    check_fields(doc, frozenset({"video_path"}), frozenset({"video_path"}))
-    path = clean_video_path(app, doc["video_path"])
-    job, _ = await submit_job(app, SubmitOptions(), principal=principal_of(request), video_path=path)
-    return JSONResponse({"job_id": job.id, "status": job.state.value})
+    body = validated(LegacyVideoRequest, await read_json_object(request))
+    path = app.media.resolve(body.video_path)
+    job, _ = await submit_job(app, Submission(), principal=principal_of(request), video_path=path)
+    return JSONResponse(LegacySubmitted(job_id=job.id, status=job.state).to_json())
 
 
 async def video_status(request: Request) -> Response:
-    job = await load_job(request)
-    return JSONResponse(
-        {
-            "job_id": job.id,
-            "status": job.state.value,
-            "progress": job.progress_percent or 0.0,
-            "frames_done": job.frames_done,
-            "frames_total": job.frames_total,
-            "error": job.error_message,
-            "result_url": f"/v1/jobs/{job.id}/result" if job.state == JobState.SUCCEEDED else None,
-        }
-    )
+    return JSONResponse(LegacyVideoStatus.of(await load_job(request)).to_json())
 
 
 # ---- /pose/hybrid ------------------------------------------------------------------------------------
@@ -133,15 +110,13 @@ async def _wait_final(app: AppContext, job_id: int, timeout_s: float) -> Job | N
 async def hybrid(request: Request) -> Response:
     """One still image → the people and keypoints found in it, waiting for a worker to do it."""
     app = ctx(request)
-    doc = await read_json_object(request, limit=HYBRID_BODY_LIMIT)
-    check_fields(doc, frozenset({"image_base64"}), frozenset({"image_base64"}))
-    text = clean_text(doc["image_base64"], "image_base64", max_len=HYBRID_BODY_LIMIT)
-    image = _decode_image(text)
+    body = validated(HybridRequest, await read_json_object(request, limit=HYBRID_BODY_LIMIT))
+    image = _decode_image(body.image_base64)
     upload_id, width, height = await db(_store_image, app, image)
-    options = SubmitOptions(
+    submission = Submission(
         priority=HYBRID_PRIORITY, params=dict(HYBRID_PARAMS), max_attempts=1, timeout_s=app.hybrid_timeout_s
     )
-    job, _ = await submit_job(app, options, principal=principal_of(request), upload_id=upload_id)
+    job, _ = await submit_job(app, submission, principal=principal_of(request), upload_id=upload_id)
     final = await _wait_final(app, job.id, app.hybrid_timeout_s)
     if final is None:
         await db(app.store.cancel, job.id)
@@ -154,15 +129,14 @@ async def hybrid(request: Request) -> Response:
     document = await db(app.store.result, job.id) or {}
     frames = document.get("frames") or []
     people = (frames[0].get("people") or []) if frames else []
-    return JSONResponse(
-        {
-            "success": True,
-            "job_id": job.id,
-            "width": width,
-            "height": height,
-            "keypoint_names": document.get("keypoint_names", []),
-            "people": people,
-            "keypoints": people[0].get("keypoints", []) if people else [],
-            "model": document.get("model"),
-        }
+    answer = HybridAnswer(
+        success=True,
+        job_id=job.id,
+        width=width,
+        height=height,
+        keypoint_names=document.get("keypoint_names", []),
+        people=people,
+        keypoints=people[0].get("keypoints", []) if people else [],
+        model=document.get("model"),
     )
+    return JSONResponse(answer.to_json())

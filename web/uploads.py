@@ -400,7 +400,7 @@ def image_to_video(image: bytes, spool_dir: Path | None = None) -> tuple[str, in
             raise error
         fd, path = tempfile.mkstemp(prefix="pose-image-", suffix=".avi", dir=spool_dir)
         os.close(fd)
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"png "), 1.0, (width, height))
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"png "), 1.0, (width, height))
         try:
             if not writer.isOpened():
                 raise RuntimeError("OpenCV cannot write PNG-in-AVI video here")

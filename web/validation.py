@@ -1,9 +1,11 @@
-"""Small hand-written validators for request bodies and query strings.
+"""Reading request bodies and query strings, and the checks PostgreSQL needs, as pydantic types.
 
-Each one raises ApiError with a 4xx status, so malformed input never reaches the database as a
-500. Beyond types and ranges they enforce what PostgreSQL would otherwise reject deep inside a
-statement: NUL characters (text and jsonb refuse them), lone surrogates (not encodable as UTF-8),
-non-finite numbers (jsonb has no NaN) and absurd nesting.
+The request models (web/inputs.py) are built from the annotated types here, so a limit is written
+once and is both checked and published in /openapi.json. Beyond JSON Schema's types and ranges these
+types refuse what PostgreSQL would otherwise reject deep inside a statement, as a 500: NUL characters
+(text and jsonb refuse them), lone surrogates (not encodable as UTF-8), non-finite numbers (jsonb has
+no NaN) and absurd nesting. ``validated`` turns pydantic's errors into the API's ApiError (422 with
+``unknown_field``, ``missing_field`` or ``invalid_field``), so clients see the same codes as ever.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import math
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import anyio
+from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 
 from web.error_codes import ErrorCode
@@ -23,7 +27,8 @@ from web.errors import ApiError
 
 JSON_BODY_LIMIT = 1 << 20  # 1 MiB: a job request is a few hundred bytes
 MAX_NESTING = 32
-MAX_INT = 2**31 - 1  # PostgreSQL integer
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _reject_constant(name: str) -> Any:
@@ -110,83 +115,73 @@ async def read_json_object(request: Request, *, limit: int = JSON_BODY_LIMIT) ->
     return doc
 
 
-def check_fields(doc: dict[str, Any], allowed: frozenset[str], required: frozenset[str] = frozenset()) -> None:
-    unknown = sorted(set(doc) - allowed)
-    if unknown:
-        raise ApiError(422, ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)}")
-    missing = sorted(required - set(doc))
-    if missing:
-        raise ApiError(422, ErrorCode.MISSING_FIELD, f"missing required field(s): {', '.join(missing)}")
+# ---- the checks PostgreSQL needs, as annotated types ------------------------------------------------
+def invalid(why: str, code: ErrorCode = ErrorCode.INVALID_FIELD) -> PydanticCustomError:
+    """A validation failure whose error type is the API's error code (``validated`` reads it)."""
+    return PydanticCustomError(code.value, why)
 
 
-def _invalid(name: str, why: str) -> ApiError:
-    return ApiError(422, ErrorCode.INVALID_FIELD, f"{name}: {why}")
-
-
-def clean_text(value: Any, name: str, *, max_len: int, min_len: int = 1) -> str:
-    if not isinstance(value, str):
-        raise _invalid(name, "must be a string")
-    if not min_len <= len(value) <= max_len:
-        raise _invalid(name, f"must be {min_len} to {max_len} characters long")
-    _check_string(value, name)
-    return value
-
-
-def _check_string(value: str, name: str) -> None:
+def _check_string(value: str) -> None:
     if "\x00" in value:
-        raise _invalid(name, "must not contain NUL characters")
+        raise invalid("must not contain NUL characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _invalid(name, "must be valid Unicode (no lone surrogates)") from None
+        raise invalid("must be valid Unicode (no lone surrogates)") from None
 
 
-def clean_int(value: Any, name: str, *, lo: int, hi: int) -> int:
-    if isinstance(value, float) and value.is_integer():  # 5.0 is an integer to JSON Schema (and clients)
-        value = int(value)
+def _pg_text(value: Any) -> Any:
+    """Before pydantic's own str check: only a string, and one PostgreSQL's text can store."""
+    if not isinstance(value, str):
+        raise invalid("must be a string")
+    _check_string(value)
+    return value
+
+
+def _json_int(value: Any) -> Any:
+    """A JSON integer: 5.0 counts (it is one to JSON Schema and to clients), true and "5" do not
+    (pydantic's lax mode would take both)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(name, "must be an integer")
-    if not lo <= value <= hi:
-        raise _invalid(name, f"must be between {lo} and {hi}")
+        raise invalid("must be an integer")
     return value
 
 
-def clean_number(value: Any, name: str, *, lo: float, hi: float, lo_exclusive: bool = False) -> float:
+def _json_number(value: Any) -> Any:
+    """A JSON number, made a float; one of hundreds of digits has no float and becomes infinity,
+    which the field's bounds then refuse."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(name, "must be a number")
+        raise invalid("must be a number")
     try:
-        value = float(value)
-    except OverflowError:  # a JSON integer of hundreds of digits has no float
-        value = math.inf
-    if not math.isfinite(value) or value > hi or value < lo or (lo_exclusive and value == lo):
-        bound = f"greater than {lo}" if lo_exclusive else f"at least {lo}"
-        raise _invalid(name, f"must be {bound} and at most {hi}")
-    return value
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
-def clean_params(value: Any, name: str = "params") -> dict[str, Any]:
+def _pg_json_object(value: Any) -> Any:
     """A JSON object that PostgreSQL's jsonb will take as it is."""
     if not isinstance(value, dict):
-        raise _invalid(name, "must be a JSON object")
-    _check_json_value(value, name, 0)
+        raise invalid("must be a JSON object")
+    _check_json_value(value, 0)
     return value
 
 
-def _check_json_value(value: Any, name: str, depth: int) -> None:
+def _check_json_value(value: Any, depth: int) -> None:
     if depth > MAX_NESTING:
-        raise _invalid(name, f"is nested deeper than {MAX_NESTING} levels")
+        raise invalid(f"is nested deeper than {MAX_NESTING} levels")
     if isinstance(value, str):
-        _check_string(value, name)
+        _check_string(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise _invalid(name, "numbers must be finite")
+            raise invalid("numbers must be finite")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_string(key, name)
-            _check_json_value(item, name, depth + 1)
+            _check_string(key)
+            _check_json_value(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_json_value(item, name, depth + 1)
+            _check_json_value(item, depth + 1)
 
 
 #: What a number written in a query string or form field may look like: ASCII digits only. Python's
@@ -196,41 +191,128 @@ _INT_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,4})?")
 
 
-def parse_int_text(text: str, name: str, *, lo: int, hi: int) -> int:
-    """An integer from a query string or form field."""
+def int_from_text(text: str) -> int:
+    """An integer from a query string or form field (ASCII digits, an optional sign)."""
     stripped = text.strip()
     if not _INT_TEXT.fullmatch(stripped):
-        raise _invalid(name, "must be an integer")
-    return clean_int(int(stripped), name, lo=lo, hi=hi)
+        raise invalid("must be an integer")
+    return int(stripped)
 
 
-def parse_number_text(text: str, name: str, *, lo: float, hi: float, lo_exclusive: bool = False) -> float:
-    """A decimal number from a form field; the range check is clean_number's."""
+def number_from_text(text: str) -> float:
+    """A decimal number from a form field; the field's bounds are checked afterwards."""
     stripped = text.strip()
     if not _NUMBER_TEXT.fullmatch(stripped):
-        raise _invalid(name, "must be a number")
-    return clean_number(float(stripped), name, lo=lo, hi=hi, lo_exclusive=lo_exclusive)
+        raise invalid("must be a number")
+    return float(stripped)
 
 
-def parse_time(text: str, name: str) -> datetime:
+def _query_int(value: Any) -> Any:
+    return int_from_text(value) if isinstance(value, str) else _json_int(value)
+
+
+def _time(value: Any) -> Any:
     """An ISO 8601 time; without a zone it is taken as UTC."""
+    if isinstance(value, datetime):
+        return value
+    _pg_text(value)
     try:
-        value = datetime.fromisoformat(text.strip())
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise _invalid(name, "must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        raise invalid("must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def query_params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
-    """The query string as a dict, refusing unknown or repeated parameters (a typo should not be a
-    silent no-op filter)."""
-    items = request.query_params.multi_items()
+# Markers for ``Annotated[type, Field(bounds...), MARKER]``: the marker comes last, so it runs before
+# pydantic's own check of the type and its bounds, and the bounds land in the JSON Schema as
+# minimum/maximum/maxLength (a constraint placed after a validator would not).
+#: Text PostgreSQL can store.
+PG_TEXT = BeforeValidator(_pg_text)
+#: An integer sent as a JSON number.
+JSON_INT = BeforeValidator(_json_int)
+#: A number sent as a JSON number (give it allow_inf_nan=False).
+JSON_NUMBER = BeforeValidator(_json_number)
+#: An integer written in a query string (ASCII digits only).
+QUERY_INT = BeforeValidator(_query_int)
+
+#: Any JSON object jsonb takes: no NUL, no lone surrogate, finite numbers, at most MAX_NESTING deep.
+PgJsonObject = Annotated[dict[str, Any], BeforeValidator(_pg_json_object)]
+#: An ISO 8601 time in a query string; UTC when it names no zone.
+QueryTime = Annotated[datetime, BeforeValidator(_time)]
+
+
+# ---- from pydantic's errors to the API's -------------------------------------------------------------
+def validated(model: type[M], data: dict[str, Any], *, query: bool = False) -> M:
+    """``data`` as ``model``, or the ApiError a client gets for it: unknown names first, then missing
+    ones, then the first invalid value (422, with the codes the API has always used)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _api_error(exc, query=query) from None
+
+
+def _api_error(exc: ValidationError, *, query: bool) -> ApiError:
+    errors = exc.errors(include_url=False, include_input=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        if query:
+            return ApiError(422, ErrorCode.UNKNOWN_PARAMETER, f"unknown query parameter {unknown[0]!r}")
+        return ApiError(422, ErrorCode.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)}")
+    missing = sorted(str(e["loc"][0]) for e in errors if e["type"] == "missing")
+    if missing:
+        return ApiError(422, ErrorCode.MISSING_FIELD, f"missing required field(s): {', '.join(missing)}")
+    first = errors[0]
+    name = str(first["loc"][0]) if first["loc"] else "body"
+    try:
+        code = ErrorCode(first["type"])
+    except ValueError:  # one of pydantic's own checks (a bound, a type, an enum member)
+        code = ErrorCode.INVALID_FIELD
+    message = first["msg"]
+    return ApiError(422, code, f"{name}: {message[:1].lower()}{message[1:]}")
+
+
+def form_values(model: type[BaseModel], fields: dict[str, str]) -> dict[str, Any]:
+    """Multipart fields are text: each becomes the JSON value it stands for, by the type its model
+    field declares (integers and numbers as ASCII digits, objects as JSON text), before the model
+    checks them like a JSON body. An unknown name is left for the model to refuse."""
+    values: dict[str, Any] = {}
+    for name, text in fields.items():
+        field = model.model_fields.get(name)
+        kind = _base_type(field.annotation) if field is not None else str
+        try:
+            if kind is int:
+                values[name] = int_from_text(text)
+            elif kind is float:
+                values[name] = number_from_text(text)
+            elif kind is dict:
+                values[name] = parse_json(text.encode())
+            else:
+                values[name] = text
+        except PydanticCustomError as exc:
+            raise ApiError(422, ErrorCode.INVALID_FIELD, f"{name}: {exc.message()}") from None
+    return values
+
+
+def _base_type(annotation: Any) -> Any:
+    """int for ``Annotated[int, ...] | None``; dict for ``dict[str, Any]``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is not None and type(None) in get_args(annotation):  # X | None
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        elif origin is not None:
+            return origin
+        else:
+            return annotation
+
+
+def query_params(request: Request) -> dict[str, str]:
+    """The query string as a dict, refusing repeated parameters (a typo should not be a silent no-op
+    filter; unknown names are the query model's to refuse)."""
     out: dict[str, str] = {}
-    for key, value in items:
-        if key not in allowed:
-            raise ApiError(422, ErrorCode.UNKNOWN_PARAMETER, f"unknown query parameter {key!r}")
+    for key, value in request.query_params.multi_items():
         if key in out:
             raise ApiError(422, ErrorCode.INVALID_PARAMETER, f"query parameter {key!r} given more than once")
-        _check_string(value, key)
         out[key] = value
     return out

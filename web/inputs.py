@@ -1,0 +1,129 @@
+"""What clients send: the request bodies and query strings of every route, as pydantic models.
+
+These models are the single statement of each limit: the routes validate with them
+(web.validation.validated) and /openapi.json publishes their JSON Schema (web/openapi.py), so a bound
+cannot be checked one way and documented another. The multipart upload is read by the hand-written
+streaming handler (web/uploads.py); its text fields are the same SubmitOptions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from jobs.states import JobState
+from web.error_codes import ErrorCode
+from web.validation import JSON_INT, JSON_NUMBER, PG_TEXT, QUERY_INT, PgJsonObject, QueryTime, invalid
+
+MAX_PRIORITY = 1_000_000
+MAX_ATTEMPTS = 100
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_KEY_LEN = 200
+MAX_PATH_LEN = 4096
+LIST_DEFAULT, LIST_MAX = 50, 500
+STATS_DEFAULT_DAYS, STATS_MAX_DAYS = 7, 366
+HYBRID_BODY_LIMIT = 32 << 20  # base64 of a large still image
+
+
+class _Input(BaseModel):
+    """A request part: unknown names are refused (a typo should not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+VideoPath = Annotated[
+    str, Field(min_length=1, max_length=MAX_PATH_LEN, description="absolute path under POSE_MEDIA_ROOTS"), PG_TEXT
+]
+
+
+class SubmitOptions(_Input):
+    """The optional fields of a submission, as JSON or as multipart text fields; null means "not
+    given" (the server's default)."""
+
+    priority: Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY), JSON_INT] | None = Field(
+        default=None, description="higher runs first; at most the token's ceiling (default 0)"
+    )
+    params: PgJsonObject | None = Field(
+        default=None, description='parameters of the configured pipeline, e.g. {"mode": "static"}; checked at submit'
+    )
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LEN), PG_TEXT] | None = Field(
+        default=None, description="a repeated key returns the job the first request created (200)"
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS), JSON_INT] | None = Field(
+        default=None, description="attempts before the job fails for good (default: the server's)"
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False), JSON_NUMBER] | None = Field(
+        default=None, description="seconds one attempt may run (default: the server's)"
+    )
+
+
+class SubmitJson(SubmitOptions):
+    """POST /v1/jobs with a JSON body: a video the server can read."""
+
+    video_path: VideoPath
+
+
+def _upload_form_schema(schema: dict[str, Any]) -> None:
+    """In multipart every field is text, present or absent (never null): params is a JSON object
+    written as text; the video is the file."""
+    properties = schema["properties"]
+    assert isinstance(properties, dict)
+    for prop in properties.values():
+        assert isinstance(prop, dict)
+        options = prop.pop("anyOf", None)
+        if isinstance(options, list):
+            prop.update(next(o for o in options if o != {"type": "null"}))
+        prop.pop("default", None)
+    properties["params"] = {"type": "string", "description": "a JSON object, as text"}
+    properties["video"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "the video file: MP4/MOV, Matroska/WebM, AVI, MPEG-TS or MPEG-PS",
+    }
+    schema["required"] = ["video"]
+
+
+class SubmitUpload(SubmitOptions):
+    """POST /v1/jobs as multipart/form-data: the ``video`` part and SubmitOptions as text fields. Only
+    the document uses this model; web/uploads.py streams the body and SubmitOptions checks the fields."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_upload_form_schema)
+
+
+def _state(value: Any) -> Any:
+    if value not in {s.value for s in JobState}:
+        states = ", ".join(s.value for s in JobState)
+        raise invalid(f"must be one of {states}", ErrorCode.INVALID_PARAMETER)
+    return value
+
+
+class ListJobsQuery(_Input):
+    """GET /v1/jobs: filters and a page."""
+
+    state: Annotated[JobState, BeforeValidator(_state)] | None = None
+    since: QueryTime | None = Field(default=None, description="created at or after (ISO 8601)")
+    cursor: Annotated[str, Field(min_length=1), PG_TEXT] | None = Field(
+        default=None, description="the last page's next_cursor"
+    )
+    limit: Annotated[int, Field(ge=1, le=LIST_MAX), QUERY_INT] = LIST_DEFAULT
+
+
+class StatsQuery(_Input):
+    """GET /v1/stats: how many days back."""
+
+    days: Annotated[int, Field(ge=1, le=STATS_MAX_DAYS), QUERY_INT] = STATS_DEFAULT_DAYS
+
+
+class LegacyVideoRequest(_Input):
+    """POST /pose/video (the old service): a video the server can read."""
+
+    video_path: VideoPath
+
+
+class HybridRequest(_Input):
+    """POST /pose/hybrid (the old service): one still image."""
+
+    image_base64: Annotated[str, Field(min_length=1, max_length=HYBRID_BODY_LIMIT), PG_TEXT] = Field(
+        description="PNG/JPEG/WebP, base64 (a data: URL is fine)"
+    )
