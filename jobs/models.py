@@ -1,7 +1,8 @@
 """SQLAlchemy descriptions of the pose-service tables.
 
 The schema itself is created by alembic (migrations/); these Table objects describe it for code that
-wants typed columns, and tests/test_migrations.py checks that they never drift apart.
+wants typed columns, and tests/test_schema.py (test_models_match_the_migrated_schema) checks that they
+never drift apart.
 """
 
 from __future__ import annotations

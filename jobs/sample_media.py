@@ -1,8 +1,9 @@
 """Where the sample videos and MediaPipe's reference landmarks live.
 
-They are not part of the repository: `shared/` sits next to the checkout (../shared), or wherever
-POSE_SHARED_DIR points; /work/shared is the fallback for a checkout cloned somewhere else on a
-development machine. Used by `pose-service demo`, the tests and the benchmarks.
+They are not part of the repository: POSE_SHARED_DIR says where they are, else `shared/` beside the
+checkout (../shared). There is deliberately no third guess: a path that exists on one machine means
+nothing on another, and a wrong directory should fail with the path that was tried, not find
+something stale. Used by `pose-service demo`, the tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -17,13 +18,8 @@ def shared_dir() -> Path:
     declared = os.environ.get("POSE_SHARED_DIR")
     if declared:
         return Path(declared).expanduser()
-    beside = REPO.parent / "shared"
-    return beside if beside.is_dir() else Path("/work/shared")
+    return REPO.parent / "shared"
 
 
 def media_dir() -> Path:
     return shared_dir() / "media"
-
-
-def reference_dir() -> Path:
-    return shared_dir() / "reference"

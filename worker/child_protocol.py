@@ -13,7 +13,7 @@ This module is imported on both sides, so it imports nothing heavy.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 CHILD_FD_ENV = "POSE_CHILD_FD"
@@ -50,7 +50,6 @@ class ChildMessage:
     total: int | None = None
     kind: str | None = None
     message: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return (json.dumps(asdict(self)) + "\n").encode()

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("pipeline %s cannot load:\n%s", args.pipeline, traceback.format_exc())
         reporter.send(ChildMessage("unavailable", message=f"{type(exc).__name__}: {exc}"))
         return UNAVAILABLE_EXIT
-    reporter.send(ChildMessage("ready", extra={"pid": os.getpid()}))
+    reporter.send(ChildMessage("ready"))
     served = 0
     for line in sys.stdin.buffer:
         if not line.strip():

@@ -26,6 +26,3 @@ class Pipeline(Protocol):
     def __call__(self, video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
         """Process one video and return the result document (DESIGN.md section 5)."""
         ...
-
-
-PipelineFactory = Callable[[], Pipeline]

@@ -45,15 +45,6 @@ def regions_from_points(center: np.ndarray, scale_point: np.ndarray, scale: floa
     return np.stack([center[:, 0], center[:, 1], size, angle], axis=1)
 
 
-def square_boxes(regions: np.ndarray) -> np.ndarray:
-    """Axis-aligned ``[x0, y0, x1, y1]`` of each region's square, ignoring rotation (for overlap tests)."""
-    regions = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
-    half = regions[:, SIZE] / 2
-    return np.stack(
-        [regions[:, CX] - half, regions[:, CY] - half, regions[:, CX] + half, regions[:, CY] + half], axis=1
-    )
-
-
 def bounding_boxes(points: np.ndarray, width: int | None = None, height: int | None = None) -> np.ndarray:
     """Tight ``[x0, y0, x1, y1]`` around ``(N, K, >=2)`` points, clipped to the frame when its size is given."""
     points = np.asarray(points, dtype=np.float64)
