@@ -147,6 +147,8 @@ class WorkerDaemon:
             except Exception as exc:
                 if self.stop.is_set() and is_transient(exc):
                     break  # shutting down during an outage: what was claimed is rescued by its lease
+                with self.current.ownership:  # a job it still holds goes back with the next heartbeat
+                    self.current.clear()
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.exception("worker loop error; carrying on in %.1fs", delay)
@@ -238,7 +240,7 @@ class WorkerDaemon:
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.BAD_INPUT, str(exc))
         except ChildDied as exc:  # the child could not even start or was stopped while loading
             status = AttemptStatus.RELEASED if self.stop.is_set() else AttemptStatus.FAILED
-            outcome = AttemptOutcome(status, ErrorKind.CRASH, str(exc))
+            outcome = AttemptOutcome(status, exc.kind, str(exc))
         except TimeoutError as exc:
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.TIMEOUT, str(exc))
         except Exception as exc:  # staging the input or starting the child failed on this host
@@ -276,7 +278,8 @@ class WorkerDaemon:
         queue). A result PostgreSQL refuses fails the attempt as ``result_rejected`` instead of
         being re-sent forever."""
         if self.current.lost:
-            log.warning("job was rescued by another worker while running here; not recording (%s)", outcome.status)
+            log.warning("the job's lease was lost while it ran here (rescued elsewhere, or not renewable); "
+                        "not recording (%s)", outcome.status)
             return None
         document: str | None = None
         if outcome.status is AttemptStatus.SUCCEEDED:
@@ -325,7 +328,7 @@ class WorkerDaemon:
                     raise
                 log.error("PostgreSQL refused the result document: %s", describe(exc))
                 outcome = AttemptOutcome(
-                    "failed", ErrorKind.RESULT_REJECTED,
+                    AttemptStatus.FAILED, ErrorKind.RESULT_REJECTED,
                     f"PostgreSQL refused the result document ({len(document or '')} characters of JSON): "
                     f"{describe(exc)}", outcome.frames_done, outcome.frames_total)
                 document, claim_next = None, False
