@@ -130,6 +130,7 @@ def video_job(client: TestClient, media_root: Path, **fields: Any) -> dict[str, 
 
 
 def result_document(people: int = 1, frames: int = 1, width: int = 64, height: int = 48) -> dict[str, Any]:
+    """A small but complete result@1 document (web/result_document.py's Result validates it)."""
     names = [f"kp{i}" for i in range(33)]
     person = {
         "track_id": 1,
@@ -140,7 +141,10 @@ def result_document(people: int = 1, frames: int = 1, width: int = 64, height: i
     }
     return {
         "schema": "pose-service/result@1",
-        "video": {"width": width, "height": height, "fps": 1.0, "frames": frames, "duration_s": 1.0, "rotation": 0},
+        "video": {
+            "width": width, "height": height, "fps": 1.0, "frames": frames, "duration_s": 1.0, "rotation": 0,
+            "skipped_frames": 0,
+        },
         "model": {"name": "test", "backend": "test", "device": "cpu", "weights_sha256": "0"},
         "keypoint_names": names,
         "skeleton": [[0, 1]],

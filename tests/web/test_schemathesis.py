@@ -1,5 +1,7 @@
 """Schemathesis over every operation of a live `pose-service web` (with a token, so auth is exercised):
-no 5xx, and every answer matches /openapi.json (status codes, content types, bodies, headers).
+no 5xx, and every answer matches /openapi.json (status codes, content types, bodies, headers). Job 1
+has succeeded, so the answers checked include a result document against the Result schema (the
+coverage phase tries the smallest job id; tests/web/test_openapi.py also checks it explicitly).
 
 Left out: /pose/hybrid (it waits up to a minute for a worker that is not there), and /readyz and
 /api/pose/health for the no-5xx check only (without a live worker they answer 503 by design).
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.web.conftest import run_job
 
 CHECKS = (
     "status_code_conformance,content_type_conformance,response_schema_conformance,"
@@ -42,7 +46,10 @@ def schemathesis(
     not Path(sys.executable).with_name("schemathesis").exists() and shutil.which("schemathesis") is None,
     reason="schemathesis is not installed",
 )
-def test_every_operation_conforms_and_never_answers_5xx(start_server, media_root, tmp_path) -> None:
+def test_every_operation_conforms_and_never_answers_5xx(start_server, web_store, media_root, tmp_path) -> None:
+    job, _ = web_store.submit(str(media_root / "video.mp4"))
+    run_job(web_store)
+    assert job.id == 1
     server = start_server(env={"POSE_API_TOKENS": "st-token", "POSE_MEDIA_ROOTS": str(media_root)})
     conform = schemathesis(server.url, "st-token", CHECKS, "--max-time", "40", cwd=tmp_path)
     assert conform.returncode == 0, conform.stdout[-6000:]
