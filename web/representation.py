@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -530,16 +529,3 @@ def decode_cursor(cursor: str) -> int | None:
         return None
     value = int(number)
     return value if 0 < value < 2**63 else None
-
-
-def to_plain(value: Any) -> Any:
-    """Decimals and datetimes from raw rows, made JSON-friendly (for ad-hoc CLI output)."""
-    if isinstance(value, datetime | date):
-        return iso(value)
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    return value
