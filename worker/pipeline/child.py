@@ -57,10 +57,11 @@ class Reporter:
 def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None:
     """Run one job and report exactly one ``done`` or ``error``. Nothing a job does ends this
     process: a warm child must stay usable (or be retired by its worker) after any outcome."""
-    frames = {"done": 0, "total": None}
+    seen_done, seen_total = 0, None  # the last progress the pipeline reported
 
     def progress(done: int, total: int | None) -> None:
-        frames["done"], frames["total"] = done, total
+        nonlocal seen_done, seen_total
+        seen_done, seen_total = done, total
         reporter.progress(request.job_id, done, total)
 
     def error(kind: str, message: str) -> None:
@@ -88,8 +89,8 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # a partial result would fill the disk for the retry too
     n_frames = len(document.get("frames", [])) if isinstance(document, dict) else 0
-    done = max(frames["done"], n_frames)
-    total = frames["total"] if frames["total"] is not None else done
+    done = max(seen_done, n_frames)
+    total = seen_total if seen_total is not None else done
     reporter.send(ChildMessage("done", job_id=request.job_id, done=done, total=total))
 
 

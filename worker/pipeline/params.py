@@ -14,7 +14,7 @@ import functools
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 
 class InvalidParams(ValueError):
@@ -34,12 +34,13 @@ class Param:
 
     def problem(self, name: str, value: Any) -> str | None:
         """Why ``value`` is not acceptable for ``name``, or None."""
-        # bool is an int in Python but not in JSON: true is no max_people
+        # bool is an int in Python but not in JSON: true is no max_people. Bounds are only declared for
+        # ints, so once the kind is checked, ``value`` is one (cast: mypy cannot see through ``kind``)
         if isinstance(value, bool) != (self.kind is bool) or not isinstance(value, self.kind):
             return f"{name} must be {_KIND_NAMES.get(self.kind, self.kind.__name__)}, got {value!r}"
         if self.choices is not None and value not in self.choices:
             return f"{name} must be one of {', '.join(repr(c) for c in self.choices)}, got {value!r}"
-        if self.lo is not None and self.hi is not None and not self.lo <= value <= self.hi:
+        if self.lo is not None and self.hi is not None and not self.lo <= cast(int, value) <= self.hi:
             return f"{name} must be between {self.lo} and {self.hi}, got {value!r}"
         return None
 

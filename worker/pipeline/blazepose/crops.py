@@ -30,8 +30,11 @@ Border = Literal["replicate", "zero"]
 class FrameLike(Protocol):
     """What the warper needs of a frame: a stable key and the upright BGR uint8 image."""
 
-    index: int
-    image: np.ndarray
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def image(self) -> np.ndarray: ...
 
 
 def crop_matrices(regions: np.ndarray, out_size: int) -> np.ndarray:

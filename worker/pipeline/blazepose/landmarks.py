@@ -89,7 +89,7 @@ class LandmarkModel:
         batch = self.warper(frames, sources, regions, INPUT_SIZE, border="replicate")
         parts = [self.model(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
         outputs = [torch.cat([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(4)]
-        return decode(*outputs, regions)
+        return decode(outputs[0], outputs[1], outputs[2], outputs[3], regions)
 
 
 def refine_from_heatmap(xy: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:

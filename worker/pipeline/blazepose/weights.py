@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The mediapipe release whose wheel carries the weights, and the sha256 of its manylinux x86_64 wheel.
 MEDIAPIPE_VERSION = "0.10.21"
@@ -104,7 +105,7 @@ def _stat_key(path: Path) -> _StatKey:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _load_sidecar(model_dir: Path) -> dict[str, list]:
+def _load_sidecar(model_dir: Path) -> dict[str, list[Any]]:
     try:
         data = json.loads((model_dir / _VERIFIED_SIDECAR).read_text())
     except (OSError, ValueError):
@@ -119,7 +120,7 @@ def _store_sidecar(model_dir: Path, entries: Mapping[str, tuple[_StatKey, str]])
         _atomic_write_bytes(model_dir / _VERIFIED_SIDECAR, json.dumps(payload, indent=1).encode())
 
 
-def _cached_sha256(path: Path, sidecar: dict[str, list]) -> tuple[str, bool]:
+def _cached_sha256(path: Path, sidecar: dict[str, list[Any]]) -> tuple[str, bool]:
     """sha256 of ``path``, reusing an earlier result when (size, mtime, inode) are unchanged.
 
     Returns ``(sha, hashed_now)``; ``hashed_now`` tells the caller the sidecar is worth rewriting.

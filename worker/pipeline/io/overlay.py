@@ -64,7 +64,7 @@ class OverlayWriter:
         self.path = os.fspath(path)
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
-        self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), fps or 30.0, (width, height))
+        self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*"mp4v"), fps or 30.0, (width, height))
         if not self._writer.isOpened():
             raise OSError(f"cannot write the overlay video {self.path}")
 

@@ -46,6 +46,8 @@ class TFLiteModule(nn.Module):
     input, batch 1 as in the file), ``input_shapes`` and ``output_shapes`` (all of them, batch 1).
     """
 
+    _anchor: torch.Tensor  # a buffer: see __init__
+
     def __init__(self, plan: Plan, name: str) -> None:
         super().__init__()
         self.name = name
@@ -67,7 +69,7 @@ class TFLiteModule(nn.Module):
         self.eval()
         # Activations run channels-last (see tfl/ops.py); weights in the same format spare oneDNN and
         # cuDNN a reorder on every call.
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits it
 
     @property
     def device(self) -> torch.device:

@@ -95,9 +95,9 @@ class _Converter:
             for t in op.inputs:
                 if t >= 0:
                     self.consumers.setdefault(t, []).append(op)
-        for t in graph.tensors:
-            if t.data is not None and t.sparsity is None and t.index not in self.runtime:
-                self.constants[t.index] = t.data
+        for tensor in graph.tensors:
+            if tensor.data is not None and tensor.sparsity is None and tensor.index not in self.runtime:
+                self.constants[tensor.index] = tensor.data
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -151,6 +151,7 @@ class _Converter:
         if value is None:  # a sparse tensor read directly by DEQUANTIZE
             if source.sparsity is None:
                 return False
+            assert source.data is not None  # a sparse tensor always carries its values
             value = densify(source.data, source.shape, source.sparsity)
         if np.issubdtype(value.dtype, np.floating):
             self.constants[op.outputs[0]] = value.astype(np.float32)
@@ -261,7 +262,9 @@ class _Converter:
                 return
             self.add_step(ops.Binary(op.name, activation), (a, b), op.outputs[0], op)
             return
-        constant = self.to_layout(ca if ca is not None else cb, rank)
+        given = ca if ca is not None else cb
+        assert given is not None  # exactly one input is constant here (both and neither returned above)
+        constant = self.to_layout(given, rank)
         module = ops.Binary(op.name, activation, constant, constant_first=ca is not None)
         self.add_step(module, (b if ca is not None else a,), op.outputs[0], op)
 
@@ -335,7 +338,8 @@ class _Converter:
 
     def resize(self, op: OperatorSpec) -> None:
         x, out = op.inputs[0], op.outputs[0]
-        size = tuple(int(v) for v in self.shape(out)[1:3])
+        height, width = (int(v) for v in self.shape(out)[1:3])
+        size = (height, width)
         align, half = op.options.get("align_corners", False), op.options.get("half_pixel_centers", False)
         if op.name == "RESIZE_NEAREST_NEIGHBOR":
             if align:
@@ -343,7 +347,8 @@ class _Converter:
             self.add_step(ops.ResizeNearest(size, half), (x,), out, op)
             return
         mode = "align_corners" if align else "half_pixel" if half else "legacy"
-        in_size = tuple(int(v) for v in self.shape(x)[1:3])
+        in_height, in_width = (int(v) for v in self.shape(x)[1:3])
+        in_size = (in_height, in_width)
         self.add_step(ops.ResizeBilinear(size, mode, in_size), (x,), out, op)
 
     def depth_to_space(self, op: OperatorSpec) -> None:

@@ -14,6 +14,7 @@ baked into a shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -44,7 +45,7 @@ def _onednn_fused_conv_available() -> bool:
     mkldnn = getattr(torch.ops, "mkldnn", None)
     try:
         return (
-            torch.backends.mkldnn.is_available()
+            torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
             and hasattr(mkldnn, "_convolution_pointwise")
             and hasattr(mkldnn, "_reorder_convolution_weight")
         )
@@ -119,12 +120,15 @@ class Conv(nn.Module):
             weight = self._packed_weight(c.weight)
             unary, scalars = _ONEDNN_UNARY[self.activation]
             args = self._geometry
+            fused: torch.Tensor  # torch.ops are untyped
             if other is None:
-                return torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, unary, scalars, "")
+                fused = torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, unary, scalars, "")
+                return fused
             if self.activation == ACT_RELU:  # the only unary oneDNN fuses after a binary post-op
-                return torch.ops.mkldnn._convolution_pointwise.binary(
+                fused = torch.ops.mkldnn._convolution_pointwise.binary(
                     x, other, weight, c.bias, *args, "add", 1.0, "relu", [], ""
                 )
+                return fused
             y = torch.ops.mkldnn._convolution_pointwise.binary(
                 x, other, weight, c.bias, *args, "add", 1.0, None, [], None
             )
@@ -142,7 +146,10 @@ class Binary(nn.Module):
     keeps the operand order for the non-commutative SUB and DIV.
     """
 
-    _FUNCS = {"ADD": torch.add, "SUB": torch.sub, "MUL": torch.mul, "DIV": torch.div}
+    _FUNCS: dict[str, Callable[..., torch.Tensor]] = {
+        "ADD": torch.add, "SUB": torch.sub, "MUL": torch.mul, "DIV": torch.div
+    }
+    constant: torch.Tensor | None  # a buffer (follows .to()); declared so its type is known
 
     def __init__(
         self, kind: str, activation: int, constant: torch.Tensor | None = None, constant_first: bool = False
@@ -192,6 +199,8 @@ class AvgPool(nn.Module):
     """AVERAGE_POOL_2D. TFLite divides by the number of *valid* cells under the window, so with padding
     the sum is divided by a per-position count map computed once at load time."""
 
+    counts: torch.Tensor  # a buffer (None only without padding, where forward never reads it)
+
     def __init__(
         self,
         kernel: tuple[int, int],
@@ -221,6 +230,14 @@ class ResizeBilinear(nn.Module):
     source = dst * in/out, no half-pixel shift) has no torch equivalent, so it is done with gathers
     whose indices and weights are computed at load time.
     """
+
+    # buffers of the legacy mode (source rows/columns and their weights), declared so their type is known
+    y0: torch.Tensor
+    y1: torch.Tensor
+    x0: torch.Tensor
+    x1: torch.Tensor
+    wy: torch.Tensor
+    wx: torch.Tensor
 
     def __init__(self, size: tuple[int, int], mode: str, in_size: tuple[int, int]) -> None:
         super().__init__()
@@ -299,7 +316,7 @@ class Concat(nn.Module):
         return activate_(torch.cat(xs, dim=self.axis), self.activation)
 
 
-_UNARY_FUNCS = {
+_UNARY_FUNCS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "LOGISTIC": torch.sigmoid,
     "TANH": torch.tanh,
     "RELU": F.relu,
@@ -324,6 +341,8 @@ class Unary(nn.Module):
 
 class PRelu(nn.Module):
     """PRELU with a constant alpha stored in the activation's layout: ``max(x, 0) + alpha * min(x, 0)``."""
+
+    alpha: torch.Tensor  # a buffer
 
     def __init__(self, alpha: torch.Tensor) -> None:
         super().__init__()

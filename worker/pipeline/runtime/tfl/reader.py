@@ -182,7 +182,7 @@ def _buffer_bytes(model: tflite.Model, raw: bytes, index: int) -> bytes | None:
         return raw[buffer.Offset() : buffer.Offset() + buffer.Size()]
     if buffer.DataLength() == 0:
         return None
-    return buffer.DataAsNumpy().tobytes()
+    return bytes(buffer.DataAsNumpy().tobytes())
 
 
 def _operator_name(model: tflite.Model, opcode_index: int) -> str:
@@ -192,7 +192,7 @@ def _operator_name(model: tflite.Model, opcode_index: int) -> str:
     if builtin == _CUSTOM:
         custom = code.CustomCode()
         return f"CUSTOM:{custom.decode() if custom else '?'}"
-    return _OPERATOR_NAMES.get(builtin, f"BUILTIN_{builtin}")
+    return str(_OPERATOR_NAMES.get(builtin, f"BUILTIN_{builtin}"))
 
 
 def read_graph(path: str | Path) -> GraphSpec:
