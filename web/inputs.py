@@ -24,6 +24,7 @@ MAX_PATH_LEN = 4096
 LIST_DEFAULT, LIST_MAX = 50, 500
 STATS_DEFAULT_DAYS, STATS_MAX_DAYS = 7, 366
 HYBRID_BODY_LIMIT = 32 << 20  # base64 of a large still image
+MAX_JOB_ID = 2**63 - 1  # PostgreSQL bigint
 
 
 class _Input(BaseModel):
@@ -89,6 +90,13 @@ class SubmitUpload(SubmitOptions):
     the document uses this model; web/uploads.py streams the body and SubmitOptions checks the fields."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_upload_form_schema)
+
+
+class JobPath(BaseModel):
+    """The {job_id} of a path. Only the document uses this model: web/submission.py's job_id_of
+    answers 404 (not 422) for anything that cannot be a job id, within the same bound."""
+
+    job_id: Annotated[int, Field(ge=1, le=MAX_JOB_ID)]
 
 
 def _state(value: Any) -> Any:

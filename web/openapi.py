@@ -20,15 +20,10 @@ from pydantic_core import CoreSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
+from web.inputs import JobPath
 from web.representation import ErrorBody
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-JOB_ID = {
-    "name": "job_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-}
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,10 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parameters(e: _Endpoint, schemas: Mapping[str, Any]) -> list[dict[str, Any]]:
-    parameters: list[dict[str, Any]] = [JOB_ID] if "{job_id}" in e.path else []
+    parameters: list[dict[str, Any]] = []
+    if "{job_id}" in e.path:
+        schema = JobPath.model_json_schema(schema_generator=_Schemas)["properties"]["job_id"]
+        parameters.append({"name": "job_id", "in": "path", "required": True, "schema": schema})
     if e.query is not None:
         model_schema = schemas[e.query.__name__]
         required = set(model_schema.get("required", ()))

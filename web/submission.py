@@ -17,11 +17,9 @@ from web.auth import principal_of
 from web.context import AppContext, ctx, db
 from web.error_codes import ErrorCode
 from web.errors import ApiError
-from web.inputs import SubmitOptions
+from web.inputs import MAX_JOB_ID, SubmitOptions
 from web.tokens import Principal
 from worker.pipeline.params import InvalidParams, schema_for
-
-MAX_JOB_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)

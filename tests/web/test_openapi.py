@@ -47,6 +47,10 @@ def test_every_route_is_described(client) -> None:
                 assert {"401", "403"} <= set(operation["responses"])
             if method in ("POST", "PUT", "PATCH") and not path.endswith(("/cancel", "/retry")):
                 assert "requestBody" in operation, f"{method} {path} has no request body schema"
+            for status, response in operation["responses"].items():
+                schema = response["content"].get("application/json", {}).get("schema")
+                if schema is not None and path != "/openapi.json":  # every JSON answer is a named model
+                    assert "$ref" in schema, f"{method} {path} {status} has no model"
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"])
