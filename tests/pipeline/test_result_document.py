@@ -118,6 +118,14 @@ def test_document_shape_and_units(five_frames_doc: dict[str, Any]) -> None:
     json.dumps(doc)  # plain JSON types only
 
 
+def test_the_document_is_what_the_api_publishes(five_frames_doc: dict[str, Any]) -> None:
+    """The REST API's Result schema (web/result_document.py, published in /openapi.json and checked by
+    schemathesis) describes exactly what the real pipeline writes: no field missing, none unknown."""
+    from web.result_document import Result
+
+    Result.model_validate(json.loads(json.dumps(five_frames_doc)))
+
+
 def test_document_from_parts_is_json_and_rounded() -> None:
     kp = np.tile(np.array([[10.123456, 20.987654, -3.3333333, 0.912345678, 0.5]]), (33, 1))
     person = Person(7, np.array([1.0, 2.0, 30.0, 40.0]), 0.987654321, kp, np.full((33, 3), 0.123456789))
