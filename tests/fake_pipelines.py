@@ -1,7 +1,8 @@
 """Pipelines that misbehave on purpose, run by the real worker in a real child process.
 
-Selected per job with ``params["behave"]``; the worker runs them through the same child program and
-supervisor as the pose pipeline, so the tests exercise the real deadline, crash and cancel paths.
+Selected per job with ``params["behave"]``; the worker runs them through the same child program
+(worker/pipeline_child.py) and attempt loop (worker/attempt.py) as the pose pipeline, so the tests
+exercise the real deadline, crash and cancel paths.
 """
 
 from __future__ import annotations
