@@ -117,20 +117,6 @@ def test_every_transition_is_in_the_event_log_even_by_hand(database_url, store: 
                                                                              ("queued", "cancelled")]
 
 
-def test_idempotency_key(store: JobStore):
-    first, created = store.submit("/v.mp4", idempotency_key="abc", params={"x": 1})
-    again, created_again = store.submit("/v.mp4", idempotency_key="abc", params={"x": 1})
-    assert created and not created_again and again.id == first.id
-    from jobs.store import IdempotencyConflict
-
-    try:
-        store.submit("/other.mp4", idempotency_key="abc")
-    except IdempotencyConflict as exc:
-        assert exc.existing.id == first.id
-    else:
-        raise AssertionError("a conflicting reuse of the key was accepted")
-
-
 def test_tenancy_migration_both_ways_keeps_jobs_tokens_and_triggers(empty_database_url):
     """0002 adds owners, retry counts, token scopes and limits, per-owner idempotency keys and upload
     deletion marks; its downgrade removes them again without losing a job, and keeps the global

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from jobs.database import libpq_url
 from jobs.queries import query
-from jobs.store import JobStore
+from jobs.store import IdempotencyConflict, JobStore
 from tests.sql.plans import INDEX_SCANS, describe, explain, index_names, nodes, seq_scanned
 
 
@@ -50,6 +50,21 @@ def _submit_for_ordering(store: JobStore) -> tuple[list[int], int]:
     same_time_later_id = store.submit("/d.mp4", priority=0, run_after=now - timedelta(minutes=1))[0]
     future = store.submit("/e.mp4", priority=100, run_after=now + timedelta(hours=1))[0]
     return [high.id, old_low.id, new_low.id, same_time_later_id.id], future.id
+
+
+class TestSubmitJob:
+    STATEMENT = "submit_job"
+
+    def test_idempotency_key(self, store: JobStore) -> None:  # moved from test_schema.py
+        first, created = store.submit("/v.mp4", idempotency_key="abc", params={"x": 1})
+        again, created_again = store.submit("/v.mp4", idempotency_key="abc", params={"x": 1})
+        assert created and not created_again and again.id == first.id
+        try:
+            store.submit("/other.mp4", idempotency_key="abc")
+        except IdempotencyConflict as exc:
+            assert exc.existing.id == first.id
+        else:
+            raise AssertionError("a conflicting reuse of the key was accepted")
 
 
 class TestClaimJob:
