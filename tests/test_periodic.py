@@ -191,3 +191,36 @@ def test_rescuer_survives_outages_silently_and_other_errors_loudly(caplog: pytes
         store.fail_with = RuntimeError("a bug")
         rescuer.run_once()
     assert [r.getMessage() for r in caplog.records] == ["rescue pass failed"]
+
+
+def test_a_pass_that_raises_does_not_end_the_duty(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeTime(ticks=3)
+    passes: list[int] = []
+
+    class Task(PeriodicTask):
+        def before_first(self) -> None:
+            raise psycopg.OperationalError("the database is away at start-up")
+
+        def run_once(self) -> None:
+            passes.append(1)
+            if len(passes) == 1:
+                raise RuntimeError("a bug in one pass")
+
+    with caplog.at_level(logging.ERROR, logger="worker.periodic"):
+        Task("t", period_s=1.0, stop=threading.Event(), clock=fake.clock, wait=fake.wait).run()
+    assert passes == [1, 1, 1]
+    assert len([r for r in caplog.records if "a pass failed" in r.getMessage()]) == 2
+
+
+def test_rescuer_forgets_dead_workers_again_after_an_hour_and_an_outage_does_not_stop_it() -> None:
+    store, fake = FakeStore(), FakeTime(ticks=0)
+    rescuer = JobRescuer(store, "w1", interval_s=1800.0, retry_base_s=1.0, retry_cap_s=60.0,  # type: ignore[arg-type]
+                         stop=threading.Event(), clock=fake.clock, wait=fake.wait)
+    store.fail_with = outage()
+    rescuer.run_once()  # the database is away: nothing forgotten, nothing rescued, no exception
+    store.fail_with = None
+    for _ in range(3):
+        rescuer.run_once()
+        fake.now += 1800.0
+    assert [c[0] for c in store.calls] == ["forget_dead_workers", "forget_dead_workers", "rescue_expired",
+                                          "rescue_expired", "forget_dead_workers", "rescue_expired"]

@@ -16,9 +16,12 @@ from worker.periodic import Clock, PeriodicTask, Wait
 
 log = logging.getLogger(__name__)
 
+#: How often the registry drops rows of workers gone for a day (a cheap DELETE, not worth every pass).
+FORGET_EVERY_S = 3600.0
+
 
 class JobRescuer(PeriodicTask):
-    """Forgets long-dead workers once at start, then runs a rescue pass every ``interval_s``."""
+    """Runs a rescue pass every ``interval_s``, and forgets long-dead workers about once an hour."""
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class JobRescuer(PeriodicTask):
         self.interval_s = interval_s
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
+        self._forgot_at = float("-inf")
 
     def rescue_once(self) -> list[tuple[int, str, int]]:
         rescued = self.store.rescue_expired(
@@ -48,12 +52,13 @@ class JobRescuer(PeriodicTask):
                 log.warning("rescued a job whose worker stopped heartbeating: now %s", state)
         return rescued
 
-    def before_first(self) -> None:
-        self.store.forget_dead_workers()
-
     def run_once(self) -> None:
-        """One rescue pass; an outage is silent (the next pass retries), anything else is logged."""
+        """One rescue pass (and, about hourly, forgetting long-dead workers); an outage is silent
+        (the next pass retries), anything else is logged."""
         try:
+            if self.clock() - self._forgot_at >= FORGET_EVERY_S:
+                self.store.forget_dead_workers()
+                self._forgot_at = self.clock()
             self.rescue_once()
         except Exception as exc:
             if not is_transient(exc):

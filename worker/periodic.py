@@ -8,9 +8,12 @@ written once, and its clock and its wait are parameters, so a unit test drives t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 #: ``wait(seconds)``: block for up to ``seconds``; True means "stop now" (like ``Event.wait``).
 Wait = Callable[[float], bool]
@@ -21,8 +24,10 @@ Clock = Callable[[], float]
 class PeriodicTask(threading.Thread):
     """Calls :meth:`before_first` once, then :meth:`run_once` after every ``period_s`` until stopped.
 
-    A pass that raises ends the thread: subclasses decide in ``run_once`` which failures are an
-    outage to wait out and which are worth a traceback, because they log them differently.
+    Subclasses decide in ``run_once`` which failures are an outage to wait out and which are worth a
+    traceback, because they log them differently; anything that still escapes a pass is logged here
+    and the next pass runs as usual, because a duty that dies silently (a heartbeat, say) leaves a
+    live worker that everyone else takes for dead.
     """
 
     def __init__(
@@ -47,6 +52,12 @@ class PeriodicTask(threading.Thread):
         raise NotImplementedError
 
     def run(self) -> None:
-        self.before_first()
+        self._guarded(self.before_first)
         while not self.wait(self.period_s):
-            self.run_once()
+            self._guarded(self.run_once)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - see the class docstring
+            log.exception("%s: a pass failed; the next one runs as usual", self.name)
