@@ -16,9 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
-
-from jobs.queries import query
+from jobs.store import JobStore
 
 TOKEN_PREFIX = "pose_"
 
@@ -75,7 +73,7 @@ def check_token_limits(scopes: tuple[str, ...], max_priority: int | None, rate_p
 
 
 def create_token(
-    engine: Engine,
+    store: JobStore,
     name: str,
     *,
     scopes: tuple[str, ...] = DEFAULT_SCOPES,
@@ -93,17 +91,17 @@ def create_token(
         "max_priority": max_priority,
         "rate_per_min": rate_per_min,
     }
-    with engine.begin() as conn:
-        row = conn.execute(query("create_api_token"), params).one()
+    with store.transaction() as tx:
+        row = tx.one("create_api_token", **params)
     record = TokenRecord(
         row.id, row.name, row.created_at, None, None, tuple(row.scopes), row.max_priority, row.rate_per_min
     )
     return record, token
 
 
-def list_tokens(engine: Engine) -> list[TokenRecord]:
-    with engine.begin() as conn:
-        rows = conn.execute(query("list_api_tokens")).all()
+def list_tokens(store: JobStore) -> list[TokenRecord]:
+    with store.transaction() as tx:
+        rows = tx.all("list_api_tokens")
     return [
         TokenRecord(r.id, r.name, r.created_at, r.revoked_at, r.last_used_at, tuple(r.scopes), r.max_priority,
                     r.rate_per_min)
@@ -111,10 +109,10 @@ def list_tokens(engine: Engine) -> list[TokenRecord]:
     ]
 
 
-def revoke_token(engine: Engine, token_id: int) -> bool:
+def revoke_token(store: JobStore, token_id: int) -> bool:
     """Mark a token revoked (it then gets 403, not 401); False if there is no such token."""
-    with engine.begin() as conn:
-        return conn.execute(query("revoke_api_token"), {"id": token_id}).first() is not None
+    with store.transaction() as tx:
+        return tx.one("revoke_api_token", id=token_id) is not None
 
 
 @dataclass(frozen=True)
@@ -130,13 +128,13 @@ class TokenRow:
     rate_per_min: int | None
 
 
-def token_snapshot(engine: Engine, used_ids: list[int]) -> list[TokenRow]:
+def token_snapshot(store: JobStore, used_ids: list[int]) -> list[TokenRow]:
     """Stamp ``used_ids`` as used now and read the whole (small) table, in one transaction: the web
     process's periodic refresh (web/tokens.py), batched so a request costs no write."""
-    with engine.begin() as conn:
+    with store.transaction() as tx:
         if used_ids:
-            conn.execute(query("touch_api_tokens"), {"ids": sorted(used_ids)})
-        rows = conn.execute(query("api_token_snapshot")).all()
+            tx.exec("touch_api_tokens", ids=sorted(used_ids))
+        rows = tx.all("api_token_snapshot")
     return [
         TokenRow(int(r.id), r.name, r.token_sha256, bool(r.revoked), tuple(r.scopes or ()), r.max_priority,
                  r.rate_per_min)

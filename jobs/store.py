@@ -88,13 +88,13 @@ class Statements:
         self._conn = conn
         self._limit = limit
 
-    def one(self, name: str, **params: Any) -> Any:
+    def one(self, name: str, /, **params: Any) -> Any:
         return _execute(self._conn, name, params, lambda cur: cur.fetchone(), self._limit)
 
-    def all(self, name: str, **params: Any) -> list[Any]:
+    def all(self, name: str, /, **params: Any) -> list[Any]:
         return _execute(self._conn, name, params, lambda cur: cur.fetchall(), self._limit)
 
-    def exec(self, name: str, **params: Any) -> int:
+    def exec(self, name: str, /, **params: Any) -> int:
         return _execute(self._conn, name, params, lambda cur: cur.rowcount, self._limit)
 
 
@@ -199,17 +199,17 @@ class JobStore:
         finally:
             fairy.close()
 
-    def _one(self, name: str, call_timeout: float | None | _Default = DEFAULT, **params: Any) -> Any:
+    def _one(self, name: str, /, call_timeout: float | None | _Default = DEFAULT, **params: Any) -> Any:
         return self._run(name, params, lambda cur: cur.fetchone(), timeout_s=call_timeout)
 
-    def _exec(self, name: str, **params: Any) -> int:
+    def _exec(self, name: str, /, **params: Any) -> int:
         """A statement that returns no rows; the number of rows it touched."""
         return self._run(name, params, lambda cur: cur.rowcount)
 
-    def _all(self, name: str, **params: Any) -> list[Any]:
+    def _all(self, name: str, /, **params: Any) -> list[Any]:
         return self._run(name, params, lambda cur: cur.fetchall())
 
-    def _job(self, name: str, **params: Any) -> Job | None:
+    def _job(self, name: str, /, **params: Any) -> Job | None:
         row = self._one(name, **params)
         return Job.from_row(row) if row is not None else None
 

@@ -277,7 +277,7 @@ def create_app(
     context = AppContext(
         settings=settings,
         store=store,
-        tokens=tokens or TokenAuthority(store.engine, settings.api_tokens, refresh_s=token_refresh_s),
+        tokens=tokens or TokenAuthority(store, settings.api_tokens, refresh_s=token_refresh_s),
         media=MediaRoots(settings.media_roots),
         hybrid_timeout_s=hybrid_timeout_s,
         spool_dir=spool_dir,

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Engine
-
 from jobs.api_tokens import (
     ADMIN,
     DEFAULT_MAX_PRIORITY,
@@ -32,6 +30,7 @@ from jobs.api_tokens import (
     hash_token,
     token_snapshot,
 )
+from jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +103,15 @@ class TokenAuthority:
     stored token (the usual practice for hashed API keys).
     """
 
-    def __init__(self, engine: Engine | None, env_tokens: tuple[str, ...], *, refresh_s: float = 2.0) -> None:
-        self.engine = engine
+    def __init__(self, store: JobStore | None, env_tokens: tuple[str, ...], *, refresh_s: float = 2.0) -> None:
+        self.store = store
         self.refresh_s = refresh_s
         self._env_hashes = tuple(hash_token(t).encode() for t in env_tokens)
         self._db: dict[str, tuple[Principal, bool]] = {}
         self._any_active_db = False
         # Open or closed: decided by the first successful load and never again. Env tokens decide
         # it at once; until a load succeeds the API stays closed (fail closed).
-        self._closed: bool | None = True if self._env_hashes else (None if engine is not None else False)
+        self._closed: bool | None = True if self._env_hashes else (None if store is not None else False)
         self._warned_late_tokens = False
         self._loaded_at = float("-inf")
         self._used: set[int] = set()
@@ -121,7 +120,7 @@ class TokenAuthority:
     # ---- snapshot ------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
         """Reload the table if the snapshot is older than refresh_s; flush last-use stamps."""
-        if self.engine is None:
+        if self.store is None:
             return
         now = time.monotonic()
         if not force and now - self._loaded_at < self.refresh_s:
@@ -130,7 +129,7 @@ class TokenAuthority:
             if not force and now - self._loaded_at < self.refresh_s:
                 return
             used, self._used = self._used, set()
-            rows = token_snapshot(self.engine, sorted(used))
+            rows = token_snapshot(self.store, sorted(used))
             self._db = {r.token_sha256: (principal_from_row(r), r.revoked) for r in rows}
             self._any_active_db = any(not revoked for _, revoked in self._db.values())
             self._loaded_at = time.monotonic()
@@ -144,7 +143,7 @@ class TokenAuthority:
                             "stays open (decided at startup) until the server is restarted")
 
     def needs_refresh(self) -> bool:
-        return self.engine is not None and time.monotonic() - self._loaded_at >= self.refresh_s
+        return self.store is not None and time.monotonic() - self._loaded_at >= self.refresh_s
 
     @property
     def closed(self) -> bool:

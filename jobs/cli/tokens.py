@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.tokens_command == "create":
             record, token = api_tokens.create_token(
-                store.engine, name, scopes=scopes, max_priority=args.max_priority, rate_per_min=args.rate
+                store, name, scopes=scopes, max_priority=args.max_priority, rate_per_min=args.rate
             )
             print(token)
             print(
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.tokens_command == "list":
-            records = api_tokens.list_tokens(store.engine)
+            records = api_tokens.list_tokens(store)
             print(
                 f"{'ID':>4}  {'NAME':<24} {'SCOPES':<18} {'MAX PRIO':>8} {'RATE/MIN':>8}  "
                 f"{'CREATED':<28} {'REVOKED':<28} LAST USED"
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{iso(r.created_at):<28} {iso(r.revoked_at) or '-':<28} {iso(r.last_used_at) or '-'}"
                 )
         elif args.tokens_command == "revoke":
-            if not api_tokens.revoke_token(store.engine, args.id):
+            if not api_tokens.revoke_token(store, args.id):
                 print(f"no token {args.id}", file=sys.stderr)
                 return 1
             print(f"revoked token {args.id}")

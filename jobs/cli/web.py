@@ -71,7 +71,7 @@ def serve_web(settings: Settings, host: str | None, port: int) -> None:
         ensure_schema_current(store.engine)
         # One authority decides open-or-closed once, here, and the app applies that same decision:
         # the bind address and the access rule can never disagree (DESIGN.md section 10).
-        tokens = TokenAuthority(store.engine, settings.api_tokens)
+        tokens = TokenAuthority(store, settings.api_tokens)
         tokens.refresh(force=True)
         if not tokens.closed:
             log.warning(OPEN_API_WARNING)

@@ -70,24 +70,24 @@ def test_malformed_authorization_headers_are_401(make_client) -> None:
 
 
 def test_database_tokens_work_and_revoked_ones_are_403(make_client, web_store) -> None:
-    record, token = api_tokens.create_token(web_store.engine, "ingest")
+    record, token = api_tokens.create_token(web_store, "ingest")
     client = make_client()  # a token exists at startup: the API is closed
     assert client.get("/v1/jobs").status_code == 401
     assert client.get("/v1/jobs", headers={"authorization": f"Bearer {token}"}).status_code == 200
     assert client.get("/v1/jobs", headers={"authorization": "Bearer pose_nope"}).status_code == 401
-    api_tokens.revoke_token(web_store.engine, record.id)
+    api_tokens.revoke_token(web_store, record.id)
     r = client.get("/v1/jobs", headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "token_revoked"
 
 
 def test_revoking_the_last_token_keeps_a_closed_api_closed(make_client, web_store, web_db_url) -> None:
     """Hardening item 10: the API was closed at startup, so revoking its only token must not open it."""
-    record, token = api_tokens.create_token(web_store.engine, "only", scopes=("admin",))
+    record, token = api_tokens.create_token(web_store, "only", scopes=("admin",))
     client = make_client()
     auth = {"authorization": f"Bearer {token}"}
     job_id = client.post("/v1/jobs", json={"video_path": str(_video(client))}, headers=auth).json()["id"]
     sql(web_db_url, "UPDATE pose_jobs SET state = 'failed', finished_at = now() WHERE id = %s", (job_id,))
-    api_tokens.revoke_token(web_store.engine, record.id)
+    api_tokens.revoke_token(web_store, record.id)
     for headers in ({}, {"authorization": "Bearer garbage"}, {"authorization": "Bearer pose_garbage"}):
         assert client.get("/v1/jobs", headers=headers).status_code == 401, headers
         assert client.get(f"/v1/jobs/{job_id}", headers=headers).status_code == 401, headers
@@ -102,12 +102,12 @@ def test_a_token_created_later_does_not_close_an_open_api(client, web_store, cap
     it open (loudly logged; a restart closes it), and that token is still honoured as itself."""
     assert client.get("/v1/jobs").status_code == 200  # no token at startup: open
     with caplog.at_level("WARNING", logger="web.tokens"):
-        record, token = api_tokens.create_token(web_store.engine, "late", scopes=("read",))
+        record, token = api_tokens.create_token(web_store, "late", scopes=("read",))
         assert client.get("/v1/jobs").status_code == 200
     assert any("stays open" in r.getMessage() for r in caplog.records)
     r = client.post("/v1/jobs", json={"video_path": "/x"}, headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
-    api_tokens.revoke_token(web_store.engine, record.id)
+    api_tokens.revoke_token(web_store, record.id)
     assert client.get("/v1/jobs", headers={"authorization": f"Bearer {token}"}).status_code == 403
 
 
@@ -130,8 +130,8 @@ def test_a_live_server_started_with_one_token_stays_closed_after_revoking_it(
 
 
 def test_scopes_limit_what_a_token_may_do(make_client, web_store, media_root) -> None:
-    _, reader = api_tokens.create_token(web_store.engine, "reader", scopes=("read",))
-    _, submitter = api_tokens.create_token(web_store.engine, "submitter", scopes=("submit",))
+    _, reader = api_tokens.create_token(web_store, "reader", scopes=("read",))
+    _, submitter = api_tokens.create_token(web_store, "submitter", scopes=("submit",))
     client = make_client()
     path = str(media_root / "video.mp4")
     r = client.post("/v1/jobs", json={"video_path": path}, headers={"authorization": f"Bearer {reader}"})
@@ -155,8 +155,8 @@ def test_a_non_admin_principal_needs_a_token_id() -> None:
 
 
 def test_submits_are_rate_limited_per_token(make_client, web_store, media_root) -> None:
-    _, slow = api_tokens.create_token(web_store.engine, "slow", rate_per_min=3)
-    _, other = api_tokens.create_token(web_store.engine, "other")
+    _, slow = api_tokens.create_token(web_store, "slow", rate_per_min=3)
+    _, other = api_tokens.create_token(web_store, "other")
     client = make_client()
     body = {"video_path": str(media_root / "video.mp4")}
     statuses = [client.post("/v1/jobs", json=body, headers={"authorization": f"Bearer {slow}"}).status_code
@@ -172,7 +172,7 @@ def test_submits_are_rate_limited_per_token(make_client, web_store, media_root) 
 
 
 def test_the_default_rate_stops_a_flood(make_client, web_store, media_root) -> None:
-    _, token = api_tokens.create_token(web_store.engine, "flood")
+    _, token = api_tokens.create_token(web_store, "flood")
     client = make_client()
     auth = {"authorization": f"Bearer {token}"}
     body = {"video_path": str(media_root / "video.mp4")}
@@ -197,7 +197,7 @@ def test_token_bucket_refills_at_the_rate() -> None:
 
 
 def test_last_use_is_recorded_in_batches(client, web_store, web_db_url) -> None:
-    record, token = api_tokens.create_token(web_store.engine, "cli")
+    record, token = api_tokens.create_token(web_store, "cli")
     client.get("/v1/jobs", headers={"authorization": f"Bearer {token}"})
     client.get("/v1/jobs", headers={"authorization": f"Bearer {token}"})  # the next refresh flushes
     (last_used,) = sql(web_db_url, "SELECT last_used_at FROM pose_api_tokens WHERE id = %s", (record.id,))[0]
@@ -205,7 +205,7 @@ def test_last_use_is_recorded_in_batches(client, web_store, web_db_url) -> None:
 
 
 def test_only_hashes_are_stored(web_store, web_db_url) -> None:
-    _, token = api_tokens.create_token(web_store.engine, "x")
+    _, token = api_tokens.create_token(web_store, "x")
     rows = sql(web_db_url, "SELECT token_sha256 FROM pose_api_tokens")
     assert rows == [(api_tokens.hash_token(token),)] and token not in rows[0][0]
 

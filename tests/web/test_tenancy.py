@@ -25,9 +25,9 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def tenants(make_client, web_store: JobStore) -> dict[str, Any]:
     """Two tenants (A and B, default scopes), an admin token, and a client started closed."""
-    rec_a, a = api_tokens.create_token(web_store.engine, "tenant-a")
-    rec_b, b = api_tokens.create_token(web_store.engine, "tenant-b")
-    _, admin = api_tokens.create_token(web_store.engine, "ops", scopes=("admin",))
+    rec_a, a = api_tokens.create_token(web_store, "tenant-a")
+    rec_b, b = api_tokens.create_token(web_store, "tenant-b")
+    _, admin = api_tokens.create_token(web_store, "ops", scopes=("admin",))
     return {"client": make_client(), "a": a, "b": b, "admin": admin, "a_id": rec_a.id, "b_id": rec_b.id}
 
 
@@ -140,8 +140,8 @@ def test_owned_statistics_match_the_views(tenants, media_root, web_store: JobSto
 
 
 def test_priority_ceilings(make_client, web_store, media_root) -> None:
-    _, capped = api_tokens.create_token(web_store.engine, "capped", max_priority=10)
-    _, plain = api_tokens.create_token(web_store.engine, "plain")
+    _, capped = api_tokens.create_token(web_store, "capped", max_priority=10)
+    _, plain = api_tokens.create_token(web_store, "plain")
     client = make_client(api_tokens=("env-admin",))
     assert submit(client, media_root, capped, priority=10).status_code == 201
     r = submit(client, media_root, capped, priority=11)
@@ -155,11 +155,11 @@ def test_priority_ceilings(make_client, web_store, media_root) -> None:
     assert submit(client, media_root, "env-admin", priority=HYBRID_PRIORITY).status_code == 422
     assert HYBRID_PRIORITY > api_tokens.MAX_CEILING  # interactive jobs run before any submission
     with pytest.raises(ValueError):
-        api_tokens.create_token(web_store.engine, "too-high", max_priority=HYBRID_PRIORITY)
+        api_tokens.create_token(web_store, "too-high", max_priority=HYBRID_PRIORITY)
 
 
 def test_a_hand_written_ceiling_stays_below_interactive_jobs(make_client, web_store, web_db_url, media_root) -> None:
-    record, token = api_tokens.create_token(web_store.engine, "sneaky")
+    record, token = api_tokens.create_token(web_store, "sneaky")
     sql(web_db_url, "UPDATE pose_api_tokens SET max_priority = 5000 WHERE id = %s", (record.id,))
     client = make_client()
     assert submit(client, media_root, token, priority=HYBRID_PRIORITY).status_code == 422
