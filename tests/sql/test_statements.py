@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from jobs.database import libpq_url
-from jobs.queries import query
+from jobs.queries import driver_sql, query
 from jobs.store import IdempotencyConflict, JobStore
 from tests.sql.plans import INDEX_SCANS, describe, explain, index_names, nodes, seq_scanned
 
@@ -81,7 +81,7 @@ class TestClaimJob:
         a = store.submit("/a.mp4")[0]
         b = store.submit("/b.mp4")[0]
         with psycopg.connect(libpq_url(database_url)) as first, psycopg.connect(libpq_url(database_url)) as second:
-            sql = str(query("claim_job")).replace(":worker_id", "%(worker_id)s").replace(":lease_s", "%(lease_s)s")
+            sql = driver_sql("claim_job")  # exactly what JobStore sends, in two open transactions
             got_first = first.execute(sql, {"worker_id": "w1", "lease_s": 10}).fetchone()[0]  # not committed
             got_second = second.execute(sql, {"worker_id": "w2", "lease_s": 10}).fetchone()[0]
             first.commit()
