@@ -258,3 +258,10 @@ def test_a_pipeline_that_cannot_load_says_why_in_the_log_readyz_and_pool(databas
         pool = client.get("/v1/pool").json()
         assert "run `pose-service models fetch`" in pool["workers"][0]["problem"]
     assert worker.proc.poll() is None, "the worker stays up and keeps retrying"
+
+
+def test_the_kinds_a_child_reports_are_error_kinds():
+    from jobs.states import ErrorKind
+    from worker.child_protocol import CHILD_ERROR_KINDS
+
+    assert {k.value for k in ErrorKind} >= CHILD_ERROR_KINDS

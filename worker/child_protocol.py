@@ -19,9 +19,12 @@ from typing import Any
 CHILD_FD_ENV = "POSE_CHILD_FD"
 #: The child's exit status after an ``unavailable`` message.
 UNAVAILABLE_EXIT = 3
-#: The error kind the child reports for resource exhaustion (jobs.states.ErrorKind has the same value;
-#: the child does not import jobs/).
+#: The error kinds a child reports. They are values of jobs.states.ErrorKind (a test checks it), written
+#: here because the child imports nothing from jobs/.
+BAD_INPUT = "bad_input"
+PIPELINE_ERROR = "pipeline_error"
 RESOURCE_EXHAUSTED = "resource_exhausted"
+CHILD_ERROR_KINDS = frozenset({BAD_INPUT, PIPELINE_ERROR, RESOURCE_EXHAUSTED})
 
 
 @dataclass(frozen=True)

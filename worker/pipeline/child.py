@@ -20,7 +20,15 @@ import time
 import traceback
 from typing import IO, Any
 
-from worker.child_protocol import CHILD_FD_ENV, RESOURCE_EXHAUSTED, UNAVAILABLE_EXIT, ChildMessage, JobRequest
+from worker.child_protocol import (
+    BAD_INPUT,
+    CHILD_FD_ENV,
+    PIPELINE_ERROR,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE_EXIT,
+    ChildMessage,
+    JobRequest,
+)
 from worker.exhaustion import exhausted
 from worker.parent_death import die_with_parent
 from worker.pipeline.contract import BadInput, Pipeline
@@ -74,7 +82,7 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
             json.dump(document, fh, separators=(",", ":"), allow_nan=False)
         os.replace(tmp, request.result_path)
     except BadInput as exc:
-        error("bad_input", str(exc))
+        error(BAD_INPUT, str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome, none ends the child
         what = exhausted(exc)
@@ -83,7 +91,7 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
             error(RESOURCE_EXHAUSTED, what)
         else:  # a pipeline bug or bad params: report it, keep serving
             log.error("pipeline failed on job %s:\n%s", request.job_id, traceback.format_exc())
-            error("pipeline_error", f"{type(exc).__name__}: {exc}")
+            error(PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")
         return
     finally:
         with contextlib.suppress(FileNotFoundError):
