@@ -468,15 +468,11 @@ class JobStore:
 
     def daily_stats(self, days: int, *, owner_token_id: int | None = None) -> list[dict[str, Any]]:
         """pose_job_daily_stats; with ``owner_token_id``, the same figures over that token's jobs."""
-        if owner_token_id is None:
-            return [r._asdict() for r in self._all("daily_stats", days=days)]
-        return [r._asdict() for r in self._all("daily_stats_owned", days=days, owner_token_id=owner_token_id)]
+        return [r._asdict() for r in self._all("daily_stats", days=days, owner_token_id=owner_token_id)]
 
     def failure_stats(self, days: int, *, owner_token_id: int | None = None) -> list[dict[str, Any]]:
         """pose_job_failures; with ``owner_token_id``, over that token's jobs only."""
-        if owner_token_id is None:
-            return [r._asdict() for r in self._all("failure_stats", days=days)]
-        return [r._asdict() for r in self._all("failure_stats_owned", days=days, owner_token_id=owner_token_id)]
+        return [r._asdict() for r in self._all("failure_stats", days=days, owner_token_id=owner_token_id)]
 
     # ---- uploads -------------------------------------------------------------------------------
     def store_upload(

@@ -298,54 +298,15 @@ FROM (SELECT finished_at, attempt_started_at FROM pose_jobs
       ORDER BY finished_at DESC LIMIT 50) AS recent;
 
 -- name: daily_stats
-SELECT * FROM pose_job_daily_stats
+-- pose_job_daily_stats over every job (:owner_token_id NULL) or one token's jobs (what a non-admin sees).
+SELECT * FROM pose_job_daily_stats_for(CAST(:owner_token_id AS bigint))
 WHERE day >= (now() AT TIME ZONE 'UTC')::date - :days + 1
 ORDER BY day DESC;
 
 -- name: failure_stats
-SELECT * FROM pose_job_failures
+-- pose_job_failures over every job or one token's, as daily_stats.
+SELECT * FROM pose_job_failures_for(CAST(:owner_token_id AS bigint))
 WHERE day >= (now() AT TIME ZONE 'UTC')::date - :days + 1
-ORDER BY day DESC, failures DESC;
-
--- name: daily_stats_owned
--- pose_job_daily_stats restricted to one token's jobs (the statistics a non-admin token sees). The
--- select list must stay the view's (tests/web/test_tenancy.py compares the two on the same jobs).
-SELECT (created_at AT TIME ZONE 'UTC')::date                       AS day,
-       count(*)                                                     AS submitted,
-       count(*) FILTER (WHERE state = 'succeeded')                  AS succeeded,
-       count(*) FILTER (WHERE state = 'failed')                     AS failed,
-       count(*) FILTER (WHERE state = 'cancelled')                  AS cancelled,
-       count(*) FILTER (WHERE state IN ('queued', 'running'))       AS pending,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at))
-           FILTER (WHERE started_at IS NOT NULL)                    AS wait_p50_s,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at))
-           FILTER (WHERE started_at IS NOT NULL)                    AS wait_p95_s,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempt_started_at))
-           FILTER (WHERE state = 'succeeded')                       AS run_p50_s,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempt_started_at))
-           FILTER (WHERE state = 'succeeded')                       AS run_p95_s,
-       coalesce(sum(frames_done) FILTER (WHERE state = 'succeeded'), 0) AS frames_processed,
-       sum(extract(epoch FROM finished_at - attempt_started_at)) FILTER (WHERE state = 'succeeded')
-                                                                    AS run_seconds
-FROM pose_jobs
-WHERE owner_token_id = :owner_token_id
-  AND (created_at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - :days + 1
-GROUP BY 1
-ORDER BY day DESC;
-
--- name: failure_stats_owned
--- pose_job_failures restricted to one token's jobs; same columns as the view.
-SELECT (e.at AT TIME ZONE 'UTC')::date AS day,
-       e.error_kind,
-       count(*)                        AS failures,
-       count(DISTINCT e.job_id)        AS jobs,
-       count(*) FILTER (WHERE e.to_state = 'failed') AS final_failures,
-       max(e.at)                       AS last_at,
-       (array_agg(e.error_message ORDER BY e.at DESC))[1] AS last_message
-FROM pose_job_events AS e JOIN pose_jobs AS j ON j.id = e.job_id
-WHERE e.error_kind IS NOT NULL AND j.owner_token_id = :owner_token_id
-  AND (e.at AT TIME ZONE 'UTC')::date >= (now() AT TIME ZONE 'UTC')::date - :days + 1
-GROUP BY 1, 2
 ORDER BY day DESC, failures DESC;
 
 -- name: create_upload

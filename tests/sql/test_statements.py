@@ -156,7 +156,7 @@ class TestDailyStats:
 
     def test_recent_days_use_the_day_index(self, big_history: JobStore) -> None:
         with big_history.engine.begin() as conn:
-            plan = explain(conn, str(query("daily_stats")), {"days": 7})
+            plan = explain(conn, str(query("daily_stats")), {"days": 7, "owner_token_id": None})
         assert "pose_jobs_created_day_idx" in index_names(plan), describe(plan)
         stats = big_history.daily_stats(7)
         assert len(stats) == 7

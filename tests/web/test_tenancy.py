@@ -122,7 +122,7 @@ def test_statistics_of_a_tenant_are_its_own(tenants, media_root, web_store) -> N
 
 
 def test_owned_statistics_match_the_views(tenants, media_root, web_store: JobStore) -> None:
-    """daily_stats_owned and failure_stats_owned repeat the views' SQL: over one owner's jobs
+    """The per-owner statistics and the views are one SQL function each: over one owner's jobs
     (here every job) they must give the same rows."""
     client = tenants["client"]
     for _ in range(3):
