@@ -61,8 +61,14 @@ class Settings(BaseSettings):
     retention_days: float | None = setting(
         None, "uploads are deleted this many days after their jobs end (unset: kept for ever)",
         commands=(WEB,), gt=0)
-    timeout_s: PositiveSeconds = setting(1800.0, "default per-job deadline (a job's timeout_s overrides it)",
-                                         commands=(WORKER,))
+    timeout_s: PositiveSeconds = setting(
+        1800.0, "default per-job deadline, stretched to frames x timeout_per_frame_s for long videos (a job's "
+                "timeout_s overrides both)", commands=(WORKER,))
+    timeout_per_frame_s: float = setting(
+        0.2, "the default deadline grows to this many seconds per frame of the video once the pipeline reports "
+             "its frame count (0: a fixed deadline)", commands=(WORKER,), ge=0)
+    stall_s: PositiveSeconds = setting(300.0, "a pipeline child that reports no progress for this long is killed "
+                                              "(timeout)", commands=(WORKER,))
     lease_s: PositiveSeconds = setting(15.0, "a running job's lease: a silent worker loses its job after it",
                                        commands=(WEB, WORKER))
     heartbeat_s: PositiveSeconds = setting(2.0, "how often a worker renews its lease", commands=(WORKER,))
@@ -179,7 +185,7 @@ class Settings(BaseSettings):
 #: pydantic error types, as "NAME must be ...".
 _RULES = {
     "float_parsing": "a number", "int_parsing": "an integer", "float_type": "a number", "int_type": "an integer",
-    "greater_than": "greater than {gt}", "literal_error": "one of {expected}",
+    "greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}", "literal_error": "one of {expected}",
 }
 
 

@@ -25,7 +25,7 @@ from jobs.log_setup import bind_context, log_context
 from jobs.settings import Settings
 from jobs.states import ErrorKind
 from jobs.store import JobStore, Outcome
-from worker.attempt import AttemptControls, AttemptOutcome, AttemptStatus, run_attempt
+from worker.attempt import AttemptControls, AttemptLimits, AttemptOutcome, AttemptStatus, run_attempt
 from worker.child_protocol import JobRequest
 from worker.child_slot import ChildSlot
 from worker.current_job import CurrentJob
@@ -223,7 +223,10 @@ class WorkerDaemon:
                                    or (outcome.status is AttemptStatus.FAILED and outcome.kind in HEALTHY_FAILURES))
 
     def _attempt(self, job: Job, result_path: Path) -> AttemptOutcome:
-        timeout_s = job.timeout_s or self.settings.timeout_s
+        settings = self.settings
+        # a job's own timeout_s is a hard total; the default stretches with the video's frame count
+        limits = (AttemptLimits(job.timeout_s, settings.stall_s) if job.timeout_s else
+                  AttemptLimits(settings.timeout_s, settings.stall_s, settings.timeout_per_frame_s))
         controls = AttemptControls(
             cancel_requested=lambda: self.current.cancel_requested or self._lease_gone(),
             shutdown_deadline=lambda: self._shutdown_deadline,
@@ -235,7 +238,7 @@ class WorkerDaemon:
                 child = self.slot.acquire(lambda: self._shutdown_deadline is not None
                                           and time.monotonic() >= self._shutdown_deadline)
                 request = JobRequest(job.id, video_path, job.params, str(result_path))
-                outcome = run_attempt(child, request, timeout_s, controls)
+                outcome = run_attempt(child, request, limits, controls)
         except InputRefused as exc:
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.BAD_INPUT, str(exc))
         except ChildDied as exc:  # the child could not even start or was stopped while loading
