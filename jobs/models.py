@@ -20,7 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, REAL
 
 metadata = MetaData()
 TS = DateTime(timezone=True)
@@ -80,7 +80,25 @@ results = Table(
     metadata,
     Column("job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE"), primary_key=True),
     Column("created_at", TS, nullable=False),
-    Column("document", JSONB, nullable=False),
+    Column("document", JSONB, nullable=False),  # everything but the frames (those are pose_frame_rows)
+    Column("tracks", JSONB),  # per track: frames, first/last frame, mean score; NULL: stored without frames
+)
+
+#: One row per job × attempt × frame × person (migration 0006); a frame without people is one row with
+#: track_id NULL. SQL reads the view pose_frame_people (the job's current attempt only).
+frame_rows = Table(
+    "pose_frame_rows",
+    metadata,
+    Column("job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("frame_index", Integer, nullable=False),
+    Column("time_s", DOUBLE_PRECISION, nullable=False),
+    Column("track_id", Integer),
+    Column("score", REAL),
+    Column("bbox", ARRAY(REAL)),
+    Column("keypoints", ARRAY(REAL)),
+    Column("world", ARRAY(REAL)),
+    Column("extra", JSONB),
 )
 
 job_events = Table(

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -81,6 +82,25 @@ def _execute(
         raise DBAPIError.instance(sql, params, exc, psycopg.Error, connection_invalidated=dead) from exc
 
 
+def _copy(
+    conn: psycopg.Connection[Any], name: str, types: list[str], rows: Iterable[tuple[Any, ...]], limit: float | None
+) -> None:
+    """COPY ``rows`` into the table of named statement ``name`` (binary, ``types`` per column) within
+    ``limit`` seconds, with _execute's error translation."""
+    sql = driver_sql(name)
+    cutoff = Cutoff()
+    try:
+        with deadline(_socket_of(conn), limit) as cutoff, conn.cursor() as cur, cur.copy(sql) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
+        if cutoff.fired:
+            exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
+        raise DBAPIError.instance(sql, {}, exc, psycopg.Error, connection_invalidated=dead) from exc
+
+
 class Statements:
     """Named statements on one connection: what ``JobStore.transaction()`` hands its block."""
 
@@ -96,6 +116,9 @@ class Statements:
 
     def exec(self, name: str, /, **params: Any) -> int:
         return _execute(self._conn, name, params, lambda cur: cur.rowcount, self._limit)
+
+    def copy(self, name: str, /, types: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        _copy(self._conn, name, types, rows, self._limit)
 
 
 class _Default:
@@ -179,14 +202,14 @@ class JobStore:
             raise DBAPIError.instance(f"-- {name}", params, exc, psycopg.Error, connection_invalidated=True) from exc
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Statements]:
+    def transaction(self, *, timeout_s: float | None | _Default = DEFAULT) -> Iterator[Statements]:
         """Several named statements in one transaction (committed when the block ends normally),
         run by the same executor as single calls. Never repeated: a dropped connection raises."""
         fairy = self._checkout("transaction", {})
         try:
             conn = fairy.driver_connection
             with conn.transaction():
-                yield Statements(conn, self.call_timeout_s)
+                yield Statements(conn, self.call_timeout_s if isinstance(timeout_s, _Default) else timeout_s)
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 fairy.invalidate()
@@ -295,17 +318,30 @@ class JobStore:
         return [Job.from_row(r) for r in rows]
 
     def result(self, job_id: int) -> dict[str, Any] | None:
-        row = self._one("get_result", call_timeout=None, id=job_id)
-        return row.document if row is not None else None
+        """The whole result document of a succeeded job, frames included, read the one way results
+        are read (jobs/result_stream.py); for small results (a still image, tests)."""
+        from jobs.result_stream import open_result  # it builds on this module
 
-    def result_json(self, job_id: int, *, visible_to: int | None = None) -> str | None:
-        """The result document as JSON text, serialised by PostgreSQL (no Python round trip);
-        ``visible_to`` as in get()."""
-        if visible_to is None:
-            row = self._one("get_result_text", call_timeout=None, id=job_id)
-        else:
-            row = self._one("get_visible_result_text", call_timeout=None, id=job_id, visible_to=visible_to)
-        return row.document if row is not None else None
+        pieces = open_result(self, job_id)
+        return None if pieces is None else dict(json.loads("".join(pieces)))
+
+    def result_head(self, job_id: int, *, visible_to: int | None = None) -> ResultHead | None:
+        """A succeeded job's result without its frames (JSON text), and where its frames are; None
+        when there is none (or the job is not ``visible_to`` the caller, as in get())."""
+        row = self._one("get_result_head", id=job_id, visible_to=visible_to)
+        if row is None:
+            return None
+        return ResultHead(row.document, int(row.attempt), bool(row.has_frames))
+
+    def frame_bounds(self, job_id: int, attempt: int) -> tuple[int, int] | None:
+        """The first and last frame index stored for the attempt; None when it stored none."""
+        row = self._one("frame_bounds", id=job_id, attempt=attempt)
+        return None if row.first is None else (int(row.first), int(row.last))
+
+    def result_rows(self, job_id: int, attempt: int, first: int, stop: int) -> list[Any]:
+        """Frames [first, stop) of the attempt: a row per person (track_id None: a frame without
+        people) with its numbers as text (result_rows_page)."""
+        return self._all("result_rows_page", id=job_id, attempt=attempt, first=first, stop=stop)
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
         return [r._asdict() for r in self._all("job_events", id=job_id)]
@@ -346,19 +382,60 @@ class JobStore:
         row = self._one("extend_lease", id=job.id, worker_id=worker_id, attempt=job.attempt, lease_s=lease_s)
         return None if row is None else bool(row.cancel_requested)
 
+    def store_frames(self, job: Job, worker_id: str, frames: list[dict[str, Any]], *, first_batch: bool) -> bool:
+        """COPY result@1 frames of the running attempt into pose_frame_rows, fenced by (job, worker,
+        attempt) in the same transaction; False (nothing written) when the worker no longer owns it.
+        The attempt's first batch clears the job's older rows; any batch replaces rows of its own
+        frames, so a batch repeated after a lost reply is stored once."""
+        if not frames and not first_batch:
+            return True
+        payload = sum(len(f.get("people") or ()) + 1 for f in frames) * 2048  # about a row's bytes
+        with self.transaction(timeout_s=self._bulk_timeout(payload)) as tx:
+            if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
+                return False
+            if first_batch:
+                tx.exec("clear_job_frames", id=job.id)
+            if not frames:
+                return True
+            if not first_batch:
+                indexes = [int(f["index"]) for f in frames]
+                tx.exec("clear_frame_range", id=job.id, attempt=job.attempt, first=min(indexes), last=max(indexes))
+            tx.copy("copy_frame_rows", FRAME_ROW_TYPES, frame_rows(job.id, job.attempt, frames))
+        return True
+
+    def _finish_succeeded(
+        self, name: str, job: Job, worker_id: str, document_json: str, frames_stored: bool, **params: Any
+    ) -> Any:
+        """Run a finish_succeeded statement. A document that still has its frames (a pipeline that
+        returned a whole document, or a test) has them stored as rows in the same transaction first,
+        so every result is stored, and read, one way."""
+        document = json.loads(document_json)
+        frames = document.pop("frames", None) if isinstance(document, dict) else None
+        head = json.dumps(document, separators=(",", ":")) if frames is not None else document_json
+        params.update(id=job.id, worker_id=worker_id, attempt=job.attempt, document=head,
+                      has_frames=frames_stored or frames is not None)
+        with self.transaction(timeout_s=self._bulk_timeout(len(document_json))) as tx:
+            if frames is not None:
+                if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
+                    return None
+                tx.exec("clear_job_frames", id=job.id)
+                tx.copy("copy_frame_rows", FRAME_ROW_TYPES, frame_rows(job.id, job.attempt, frames))
+            return tx.one(name, **params)
+
     def succeed(
-        self, job: Job, worker_id: str, document_json: str, frames_done: int, frames_total: int | None
+        self,
+        job: Job,
+        worker_id: str,
+        document_json: str,
+        frames_done: int,
+        frames_total: int | None,
+        *,
+        frames_stored: bool = False,
     ) -> Outcome:
-        row = self._one(
-            "finish_succeeded",
-            call_timeout=self._bulk_timeout(len(document_json)),
-            id=job.id,
-            worker_id=worker_id,
-            attempt=job.attempt,
-            document=document_json,
-            frames_done=frames_done,
-            frames_total=frames_total,
-        )
+        """Record success with the result document. ``frames_stored``: the document has no frames
+        because the attempt stored them already (store_frames)."""
+        row = self._finish_succeeded("finish_succeeded", job, worker_id, document_json, frames_stored,
+                                     frames_done=frames_done, frames_total=frames_total)
         return Outcome(JobState.SUCCEEDED if row is not None else None)
 
     def succeed_and_claim_next(
@@ -369,19 +446,14 @@ class JobStore:
         frames_done: int,
         frames_total: int | None,
         lease_s: float,
+        *,
+        frames_stored: bool = False,
     ) -> tuple[Outcome, Job | None]:
         """succeed() and claim() in one statement and one commit."""
-        row = self._one(
-            "finish_succeeded_and_claim",
-            call_timeout=self._bulk_timeout(len(document_json)),
-            id=job.id,
-            worker_id=worker_id,
-            attempt=job.attempt,
-            document=document_json,
-            frames_done=frames_done,
-            frames_total=frames_total,
-            lease_s=lease_s,
-        )
+        row = self._finish_succeeded("finish_succeeded_and_claim", job, worker_id, document_json, frames_stored,
+                                     frames_done=frames_done, frames_total=frames_total, lease_s=lease_s)
+        if row is None:
+            return Outcome(None), None
         outcome = Outcome(JobState.SUCCEEDED if row.finished else None)
         return outcome, (Job.from_row(row) if row.id is not None else None)
 
@@ -545,3 +617,38 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
             del buf[:size]
     if buf:
         yield bytes(buf)
+
+
+@dataclass(frozen=True)
+class ResultHead:
+    """A succeeded job's result document without its frames (JSON text), the attempt whose rows hold
+    the frames, and whether it has frames at all."""
+
+    document: str
+    attempt: int
+    has_frames: bool
+
+
+#: pose_frame_rows' columns as COPY sends them (the copy_frame_rows statement).
+FRAME_ROW_TYPES = ["int8", "int4", "int4", "float8", "int4", "float4", "float4[]", "float4[]", "float4[]", "jsonb"]
+PERSON_FIELDS = frozenset({"track_id", "score", "bbox", "keypoints", "world"})
+
+
+def frame_rows(job_id: int, attempt: int, frames: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
+    """pose_frame_rows rows of result@1 frames: one per person, or one with track_id NULL for a frame
+    without people; keypoints and world flattened; fields a backend adds under a person in ``extra``."""
+    for frame in frames:
+        index, time_s = int(frame["index"]), float(frame["time_s"])
+        people = frame.get("people") or []
+        if not people:
+            yield (job_id, attempt, index, time_s, None, None, None, None, None, None)
+        for person in people:
+            extra = {k: v for k, v in person.items() if k not in PERSON_FIELDS}
+            yield (
+                job_id, attempt, index, time_s, int(person["track_id"]),
+                None if person.get("score") is None else float(person["score"]),
+                [float(v) for v in person["bbox"]],
+                [float(v) for point in person["keypoints"] for v in point],
+                [float(v) for point in person.get("world") or () for v in point],
+                Jsonb(extra) if extra else None,
+            )

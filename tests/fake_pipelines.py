@@ -187,6 +187,53 @@ def create_unavailable():
     raise FileNotFoundError("model weights missing in /nowhere: run `pose-service models fetch`")
 
 
+def person(frame: int, track: int) -> dict[str, Any]:
+    """A result@1 person whose numbers say where they are: x = frame + track / 10, y = keypoint."""
+    x = frame + track / 10
+    return {
+        "track_id": track,
+        "bbox": [x, 0.0, x + 10.0, 20.0],
+        "score": 0.5,
+        "keypoints": [[x, float(k), 0.25, 0.75, 0.875] for k in range(33)],
+        "world": [[0.5, float(k), -0.25] for k in range(33)],
+    }
+
+
+class StreamingPipeline:
+    """Emits frames one by one (worker/pipeline/contract.py's ``emits_frames``), as the pose pipeline
+    does: ``params["frames"]`` frames with ``params["people"]`` people each (every ``params["empty_every"]``-th
+    frame has nobody), ``params["frame_s"]`` apart; the document it returns has no frames."""
+
+    emits_frames = True
+
+    def __call__(self, video_path: str, params: dict[str, Any], progress: ProgressFn,
+                 emit_frame: Any = None) -> dict[str, Any]:
+        frames, people = int(params.get("frames", 3)), int(params.get("people", 2))
+        empty_every, delay = int(params.get("empty_every", 0)), float(params.get("frame_s", 0.0))
+        for i in range(frames):
+            if delay:
+                time.sleep(delay)
+            nobody = empty_every and i % empty_every == 0
+            emit_frame({"index": i, "time_s": round(i / 30.0, 6),
+                        "people": [] if nobody else [person(i, t) for t in range(1, people + 1)]})
+            progress(i + 1, frames)
+        if params.get("fail_after_frames"):
+            raise ValueError("failed after its frames")
+        return {
+            "schema": "pose-service/result@1",
+            "video": {"width": 64, "height": 48, "fps": 30.0, "frames": frames, "duration_s": frames / 30.0,
+                      "rotation": 0, "skipped_frames": 0},
+            "model": {"name": "fake-stream", "backend": "test", "device": "cpu", "weights_sha256": "-"},
+            "keypoint_names": [f"kp{i}" for i in range(33)],
+            "skeleton": [[0, 1]],
+            "timings": {"decode_s": 0.0, "inference_s": 0.0, "total_s": 0.0},
+        }
+
+
+def create_streaming():
+    return StreamingPipeline()
+
+
 def create_noop():
     """A pipeline that does nothing at all: the queue-core benchmark measures only the service."""
 

@@ -21,8 +21,8 @@ from jobs.models import metadata
 from jobs.store import JobStore
 
 TABLES = {"pose_jobs", "pose_job_events", "pose_workers", "pose_uploads", "pose_upload_chunks", "pose_results",
-          "pose_api_tokens"}
-VIEWS = {"pose_job_daily_stats", "pose_job_failures"}
+          "pose_api_tokens", "pose_frame_rows"}
+VIEWS = {"pose_job_daily_stats", "pose_job_failures", "pose_frame_people"}
 
 
 def test_upgrade_downgrade_upgrade(empty_database_url):

@@ -32,7 +32,15 @@ from web import metrics, openapi, routes_health, routes_jobs, routes_legacy
 from web.auth import protected
 from web.context import AppContext, db
 from web.errors import EXCEPTION_HANDLERS, RequestContextMiddleware
-from web.inputs import HybridRequest, LegacyVideoRequest, ListJobsQuery, StatsQuery, SubmitJson, SubmitUpload
+from web.inputs import (
+    HybridRequest,
+    LegacyVideoRequest,
+    ListJobsQuery,
+    ResultQuery,
+    StatsQuery,
+    SubmitJson,
+    SubmitUpload,
+)
 from web.media_paths import MediaRoots
 from web.openapi import Answer, Answers
 from web.representation import (
@@ -126,11 +134,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET", "/v1/jobs/{job_id}/result", routes_jobs.get_result,
-        "The result document of a succeeded job (gzip if accepted)",
+        "The result of a succeeded job, streamed (gzip if accepted): the document, or its frames as NDJSON or CSV",
+        query=ResultQuery,
         answers={
-            200: Answer("the result document, as the pipeline wrote it", Result),
+            200: Answer("the result document (format=json), one frame object per line (ndjson) or one row per "
+                        "frame, person and keypoint with a header (csv)", Result,
+                        also={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}}),
             404: NO_JOB,
             409: "the job has not succeeded (yet)",
+            422: "an invalid or unknown query parameter (frames must be A:B with A <= B)",
             503: UNAVAILABLE,
         },
         gzip=True,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from jobs.result_stream import FrameWindow, ResultFormat
 from jobs.states import JobState
 from web.error_codes import ErrorCode
 from web.validation import JSON_INT, JSON_NUMBER, PG_TEXT, QUERY_INT, PgJsonObject, QueryTime, invalid
@@ -121,6 +122,32 @@ class StatsQuery(_Input):
     """GET /v1/stats: how many days back."""
 
     days: Annotated[int, Field(ge=1, le=STATS_MAX_DAYS), QUERY_INT] = STATS_DEFAULT_DAYS
+
+
+def _window(value: Any) -> Any:
+    try:
+        FrameWindow.parse(value)
+    except ValueError as exc:
+        raise invalid(str(exc), ErrorCode.INVALID_PARAMETER) from None
+    return value
+
+
+class ResultQuery(_Input):
+    """GET /v1/jobs/{id}/result: which frames, in which format."""
+
+    frames: Annotated[str, BeforeValidator(_window)] | None = Field(
+        default=None, description="frames A:B (index A up to, not including, B; A: or :B leave a side open)",
+        pattern=r"^[0-9]*(:[0-9]*)?$", max_length=24,
+    )
+    format: ResultFormat = Field(
+        default=ResultFormat.JSON,
+        description="json: the result document; ndjson: one frame per line; csv: one row per frame, person "
+                    "and keypoint, with a header",
+    )
+
+    @property
+    def window(self) -> FrameWindow:
+        return FrameWindow.parse(self.frames)
 
 
 class LegacyVideoRequest(_Input):

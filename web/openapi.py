@@ -35,6 +35,7 @@ class Answer:
     schema: Mapping[str, Any] | None = None
     media_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)  # header name -> what it says
+    also: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # other media types -> their schema
 
 
 #: A status's answer: an Answer, or just the description of an error (body: ErrorBody).
@@ -122,7 +123,8 @@ def _response(answer: Answer | str) -> dict[str, Any]:
         schema = answer.schema or {}
     response: dict[str, Any] = {
         "description": answer.description,
-        "content": {answer.media_type: {"schema": dict(schema)}},
+        "content": {answer.media_type: {"schema": dict(schema)},
+                    **{media: {"schema": dict(other)} for media, other in answer.also.items()}},
     }
     if answer.headers:
         response["headers"] = {

@@ -7,17 +7,20 @@ with these (submitting, finding a job) lives in web/submission.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from jobs.job import Job
+from jobs.result_stream import open_result
 from jobs.states import JobState
 from jobs.store import MAX_RETRIES, JobStore
 from web.auth import principal_of
 from web.context import AppContext, ctx, db
 from web.error_codes import ErrorCode
 from web.errors import ApiError
-from web.inputs import ListJobsQuery, StatsQuery, SubmitJson, SubmitOptions
+from web.inputs import ListJobsQuery, ResultQuery, StatsQuery, SubmitJson, SubmitOptions
 from web.representation import EventList, EventView, JobList, JobView, StatsView, decode_cursor, encode_cursor
 from web.submission import Submission, check_priority, job_id_of, load_job, submit_job
 from web.uploads import receive_upload
@@ -67,20 +70,29 @@ async def get_job(request: Request) -> Response:
 
 
 async def get_result(request: Request) -> Response:
-    """The result document as PostgreSQL serialised it (no Python round trip); gzip is applied by the
-    route's GZipMiddleware when the client accepts it."""
+    """The result, streamed from PostgreSQL a page of frames at a time (jobs/result_stream.py), so the
+    web process holds one page whatever the video's length; gzip is applied, as it streams, by the
+    route's GZipMiddleware when the client accepts it. ``?frames=A:B`` keeps frames [A, B);
+    ``?format=ndjson|csv`` chooses another representation."""
+    query = validated(ResultQuery, query_params(request), query=True)
     job_id = job_id_of(request)
     store = ctx(request).store
     visible_to = principal_of(request).visible_to
-    document = await db(store.result_json, job_id, visible_to=visible_to)
-    if document is not None:
-        return Response(document, media_type="application/json")
+    pieces = await db(open_result, store, job_id, visible_to=visible_to, fmt=query.format, window=query.window)
+    if pieces is not None:
+        return StreamingResponse(_in_db_threads(pieces), media_type=query.format.media_type)
     job = await db(store.get, job_id, visible_to=visible_to)
     if job is None:
         raise ApiError(404, ErrorCode.JOB_NOT_FOUND, f"no job {job_id}")
     raise ApiError(
         409, ErrorCode.RESULT_NOT_READY, f"job {job_id} is {job.state.value}; a result exists once it succeeded"
     )
+
+
+async def _in_db_threads(pieces: Iterator[str]) -> AsyncIterator[bytes]:
+    """Each page is read on the database threads; the event loop only passes the bytes on."""
+    while (piece := await db(next, pieces, None)) is not None:
+        yield piece.encode()
 
 
 async def job_events(request: Request) -> Response:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import os
 import time
+from typing import Any
 
 import anyio
 from starlette.requests import Request
@@ -20,7 +22,9 @@ from starlette.responses import JSONResponse, Response
 
 from jobs.api_tokens import INTERACTIVE_PRIORITY
 from jobs.job import Job
+from jobs.result_stream import open_result
 from jobs.states import JobState
+from jobs.store import JobStore
 from web.auth import principal_of
 from web.context import AppContext, ctx, db
 from web.error_codes import ErrorCode
@@ -107,6 +111,12 @@ async def _wait_final(app: AppContext, job_id: int, timeout_s: float) -> Job | N
         polls += 1
 
 
+def _whole_result(store: JobStore, job_id: int) -> dict[str, Any]:
+    """The (one-frame) result document, read the one way every result is read."""
+    pieces = open_result(store, job_id)
+    return {} if pieces is None else dict(json.loads("".join(pieces)))
+
+
 async def hybrid(request: Request) -> Response:
     """One still image → the people and keypoints found in it, waiting for a worker to do it."""
     app = ctx(request)
@@ -126,7 +136,7 @@ async def hybrid(request: Request) -> Response:
     if final.state == JobState.FAILED:
         status = 422 if final.error_kind == "bad_input" else 502
         raise ApiError(status, ErrorCode.JOB_FAILED, f"job {job.id} failed: {final.error_kind}: {final.error_message}")
-    document = await db(app.store.result, job.id) or {}
+    document = await db(_whole_result, app.store, job.id)
     frames = document.get("frames") or []
     people = (frames[0].get("people") or []) if frames else []
     answer = HybridAnswer(

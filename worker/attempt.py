@@ -81,6 +81,8 @@ class AttemptControls:
     cancel_requested: Callable[[], bool]
     shutdown_deadline: Callable[[], float | None]  # monotonic time to give up by, once shutting down
     report_progress: Callable[[int, int | None], None]
+    #: the child flushed frames to its spool up to this byte (worker/frame_writer.py; must not block)
+    frames_ready: Callable[[int], None] = lambda end: None
 
 
 def run_attempt(
@@ -105,6 +107,9 @@ def run_attempt(
                         progressed = time.monotonic()
                     done, total = msg.done, msg.total
                     controls.report_progress(done, total)
+                elif msg.type == "frames":
+                    if msg.end is not None:
+                        controls.frames_ready(msg.end)
                 elif msg.type == "done":
                     return AttemptOutcome(AttemptStatus.SUCCEEDED, frames_done=msg.done, frames_total=msg.total)
                 elif msg.type == "error":

@@ -31,6 +31,7 @@ from worker.child_slot import ChildSlot
 from worker.current_job import CurrentJob
 from worker.db_retry import describe, is_transient, with_db_retry
 from worker.exhaustion import exhausted
+from worker.frame_writer import FrameWriter
 from worker.heartbeat import Heartbeat
 from worker.input_staging import InputRefused, staged_video
 from worker.job_rescuer import JobRescuer
@@ -52,7 +53,7 @@ class WorkerDaemon:
         self.database_url = database_url
         self.gpu = gpu
         self.worker_id = make_worker_id(gpu)
-        self.store = JobStore.connect(database_url, pool_size=3)
+        self.store = JobStore.connect(database_url, pool_size=4)  # claims, heartbeat, rescuer, frames
         self.stop = threading.Event()  # no more claims
         self.halt = threading.Event()  # background threads end
         self.wake = threading.Event()
@@ -205,15 +206,18 @@ class WorkerDaemon:
         with log_context(job_id=job.id, attempt=job.attempt):
             log.info("claimed job (priority %s, attempt %s/%s)", job.priority, job.attempt, job.max_attempts)
             result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
+            frames_path = result_path.with_name(result_path.name + ".frames")
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH, "worker error before the attempt ended")
+            writer = FrameWriter(self.store, job, self.worker_id, frames_path, give_up=self._grace_over)
             try:
-                outcome = self._attempt(job, result_path)
-                return self._record(job, outcome, result_path)
+                outcome = self._attempt(job, result_path, writer)
+                return self._record(job, outcome, result_path, writer)
             finally:
+                writer.abandon()
                 if self.current.job is job:  # _record did not get to hand it over
                     with self.current.ownership:
                         self.current.clear()
-                for path in (result_path, result_path.with_name(result_path.name + ".tmp")):
+                for path in (result_path, result_path.with_name(result_path.name + ".tmp"), frames_path):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                 self.jobs_done += 1
@@ -222,7 +226,10 @@ class WorkerDaemon:
                 self.slot.finished(healthy=outcome.status is AttemptStatus.SUCCEEDED
                                    or (outcome.status is AttemptStatus.FAILED and outcome.kind in HEALTHY_FAILURES))
 
-    def _attempt(self, job: Job, result_path: Path) -> AttemptOutcome:
+    def _grace_over(self) -> bool:
+        return self._shutdown_deadline is not None and time.monotonic() >= self._shutdown_deadline
+
+    def _attempt(self, job: Job, result_path: Path, writer: FrameWriter) -> AttemptOutcome:
         settings = self.settings
         # a job's own timeout_s is a hard total; the default stretches with the video's frame count
         limits = (AttemptLimits(job.timeout_s, settings.stall_s) if job.timeout_s else
@@ -231,13 +238,14 @@ class WorkerDaemon:
             cancel_requested=lambda: self.current.cancel_requested or self._lease_gone(),
             shutdown_deadline=lambda: self._shutdown_deadline,
             report_progress=self.current.set_progress,  # the heartbeat writes it: supervision never waits
+            frames_ready=writer.announce,  # the writer's thread stores them: supervision never waits
         )
         try:
             with staged_video(self.store, job, self.work_dir, self.settings.media_roots) as video_path:
                 self.work_dir.mkdir(parents=True, exist_ok=True)
                 child = self.slot.acquire(lambda: self._shutdown_deadline is not None
                                           and time.monotonic() >= self._shutdown_deadline)
-                request = JobRequest(job.id, video_path, job.params, str(result_path))
+                request = JobRequest(job.id, video_path, job.params, str(result_path), str(writer.spool_path))
                 outcome = run_attempt(child, request, limits, controls)
         except InputRefused as exc:
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.BAD_INPUT, str(exc))
@@ -273,7 +281,9 @@ class WorkerDaemon:
                       "may rescue it, so it is stopped here", silent_s)
         return True
 
-    def _record(self, job: Job, outcome: AttemptOutcome, result_path: Path | None) -> Job | None:
+    def _record(
+        self, job: Job, outcome: AttemptOutcome, result_path: Path | None, writer: FrameWriter | None = None
+    ) -> Job | None:
         """Write the attempt's outcome, however long the database is away; on success, claim the
         next job in the same statement when the warm child will serve it (one commit per job).
 
@@ -284,6 +294,23 @@ class WorkerDaemon:
             log.warning("the job's lease was lost while it ran here (rescued elsewhere, or not renewable); "
                         "not recording (%s)", outcome.status)
             return None
+        if writer is not None and outcome.status is not AttemptStatus.SUCCEEDED:
+            writer.abandon()
+        elif writer is not None:
+            writer.finish()  # the last frames, waiting out an outage like the outcome itself
+            if writer.lost:
+                log.warning("the job was rescued by another worker while its frames were stored; not recording")
+                return None
+            if writer.error is not None and is_transient(writer.error):
+                log.warning("shutting down before the database came back: the frames and the outcome are not "
+                            "recorded; the job returns to the queue when its lease expires")
+                return None
+            if writer.error is not None:
+                kind = ErrorKind.RESOURCE_EXHAUSTED if exhausted(writer.error) else (
+                    ErrorKind.CRASH if isinstance(writer.error, (OSError, ValueError)) else ErrorKind.RESULT_REJECTED)
+                outcome = AttemptOutcome(AttemptStatus.FAILED, kind,
+                                         f"storing the frames failed after {writer.stored}: {describe(writer.error)}",
+                                         outcome.frames_done, outcome.frames_total)
         document: str | None = None
         if outcome.status is AttemptStatus.SUCCEEDED:
             assert result_path is not None
@@ -358,8 +385,9 @@ class WorkerDaemon:
             assert document is not None
             if claim_next:
                 return self.store.succeed_and_claim_next(job, self.worker_id, document, outcome.frames_done,
-                                                         outcome.frames_total, settings.lease_s)
-            return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total), None
+                                                         outcome.frames_total, settings.lease_s, frames_stored=True)
+            return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total,
+                                      frames_stored=True), None
         if outcome.status is AttemptStatus.CANCELLED:
             return self.store.finish_cancelled(job, self.worker_id), None
         if outcome.status is AttemptStatus.RELEASED:

@@ -1,4 +1,4 @@
-"""`pose-service submit VIDEO [--wait] [--server URL]`, `status ID`, `result ID [-o FILE]`, `jobs`, `stats`.
+"""`pose-service submit VIDEO [--wait]`, `status ID`, `result ID [-o FILE] [--frames A:B] [--format F]`, `jobs`, `stats`
 
 Submitting goes through the REST API (an upload, so the server and its workers need not see this
 machine's disk) when a server is named with --server or POSE_SERVER; otherwise the job is inserted
@@ -20,6 +20,7 @@ from typing import Any
 
 from jobs.cli.common import add_setting_flags, open_store, settings_from
 from jobs.cli.progress import follow_job
+from jobs.result_stream import FrameWindow, ResultFormat, open_result
 from jobs.states import JobState
 
 POLL_S = 0.5
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     result = subparsers.add_parser("result", help="a succeeded job's result document")
     result.add_argument("id", type=int)
     result.add_argument("-o", "--output", help="write to FILE instead of stdout")
+    result.add_argument("--frames", metavar="A:B", help="only frames A (included) to B (excluded)")
+    result.add_argument("--format", choices=[f.value for f in ResultFormat], default="json",
+                        help="json: the result document; ndjson: one frame per line; csv: one row per keypoint")
     result.set_defaults(func=run_result)
 
     jobs = subparsers.add_parser("jobs", help="list jobs, newest first")
@@ -183,10 +187,18 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_result(args: argparse.Namespace) -> int:
+    """The result streamed from the database the way GET /v1/jobs/{id}/result serves it (constant
+    memory), to stdout or ``-o FILE``."""
+    try:
+        window = FrameWindow.parse(args.frames)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    fmt = ResultFormat(args.format)
     _, store = open_store(settings_from(args), pool_size=1)
     try:
-        document = store.result_json(args.id)
-        if document is None:
+        pieces = open_result(store, args.id, fmt=fmt, window=window)
+        if pieces is None:
             job = store.get(args.id)
             print(
                 f"no job {args.id}" if job is None else f"job {args.id} is {job.state.value}: no result",
@@ -194,10 +206,17 @@ def run_result(args: argparse.Namespace) -> int:
             )
             return 1
         if args.output:
-            Path(args.output).write_text(document, encoding="utf-8")
-            print(f"wrote {args.output} ({len(document)} bytes)", file=sys.stderr)
+            size = 0
+            with open(args.output, "w", encoding="utf-8") as fh:
+                for piece in pieces:
+                    fh.write(piece)
+                    size += len(piece)
+            print(f"wrote {args.output} ({size} bytes)", file=sys.stderr)
         else:
-            sys.stdout.write(document + "\n")
+            for piece in pieces:
+                sys.stdout.write(piece)
+            if fmt is ResultFormat.JSON:
+                sys.stdout.write("\n")
         return 0
     finally:
         store.close()

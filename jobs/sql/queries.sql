@@ -78,6 +78,8 @@ WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'ru
 RETURNING cancel_requested;
 
 -- name: finish_succeeded
+-- :document is the result without its frames (those are the attempt's pose_frame_rows, written before);
+-- :has_frames says whether the result has frames at all (then pose_results.tracks summarises them).
 WITH done AS (
     UPDATE pose_jobs
     SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL,
@@ -85,9 +87,9 @@ WITH done AS (
     WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
     RETURNING id
 )
-INSERT INTO pose_results (job_id, document)
-SELECT id, CAST(:document AS jsonb) FROM done
-ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, created_at = now()
+INSERT INTO pose_results (job_id, document, tracks)
+SELECT id, CAST(:document AS jsonb), CASE WHEN :has_frames THEN pose_track_summary(id, :attempt) END FROM done
+ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, tracks = EXCLUDED.tracks, created_at = now()
 RETURNING job_id;
 
 -- name: finish_succeeded_and_claim
@@ -102,9 +104,9 @@ WITH done AS (
     WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
     RETURNING id
 ), saved AS (
-    INSERT INTO pose_results (job_id, document)
-    SELECT id, CAST(:document AS jsonb) FROM done
-    ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, created_at = now()
+    INSERT INTO pose_results (job_id, document, tracks)
+    SELECT id, CAST(:document AS jsonb), CASE WHEN :has_frames THEN pose_track_summary(id, :attempt) END FROM done
+    ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, tracks = EXCLUDED.tracks, created_at = now()
     RETURNING job_id
 ), next AS (
     SELECT id FROM pose_jobs
@@ -216,27 +218,21 @@ RETURNING *;
 -- name: retry_job
 -- A client's retry of a finished failure: a fresh set of attempts. Each one counts in `retries`, and
 -- past :max_retries the job stays as it is, so a poison job cannot be re-queued forever. A job whose
--- upload retention already deleted has nothing left to run and stays as it is too.
-UPDATE pose_jobs AS j
-SET state = 'queued', attempt = 0, run_after = now(), cancel_requested = false, worker_id = NULL,
-    started_at = NULL, attempt_started_at = NULL, finished_at = NULL, frames_done = 0,
-    error_kind = NULL, error_message = NULL, retries = j.retries + 1
-WHERE j.id = :id AND j.state IN ('failed', 'cancelled') AND j.retries < :max_retries
-  AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to)
-  AND NOT EXISTS (SELECT 1 FROM pose_uploads AS u WHERE u.id = j.upload_id AND u.deleted_at IS NOT NULL)
-RETURNING j.*;
-
--- name: get_result
-SELECT document FROM pose_results WHERE job_id = :id;
-
--- name: get_result_text
-SELECT document::text AS document FROM pose_results WHERE job_id = :id;
-
--- name: get_visible_result_text
--- The result of a job the caller may see (:visible_to as in get_visible_job), serialised by PostgreSQL.
-SELECT r.document::text AS document
-FROM pose_results AS r JOIN pose_jobs AS j ON j.id = r.job_id
-WHERE r.job_id = :id AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to);
+-- upload retention already deleted has nothing left to run and stays as it is too. Its frame rows go
+-- with its attempts, which start again from 1.
+WITH retried AS (
+    UPDATE pose_jobs AS j
+    SET state = 'queued', attempt = 0, run_after = now(), cancel_requested = false, worker_id = NULL,
+        started_at = NULL, attempt_started_at = NULL, finished_at = NULL, frames_done = 0,
+        error_kind = NULL, error_message = NULL, retries = j.retries + 1
+    WHERE j.id = :id AND j.state IN ('failed', 'cancelled') AND j.retries < :max_retries
+      AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to)
+      AND NOT EXISTS (SELECT 1 FROM pose_uploads AS u WHERE u.id = j.upload_id AND u.deleted_at IS NOT NULL)
+    RETURNING j.*
+), cleared AS (
+    DELETE FROM pose_frame_rows AS f USING retried WHERE f.job_id = retried.id
+)
+SELECT * FROM retried;
 
 -- name: job_events
 SELECT * FROM pose_job_events WHERE job_id = :id ORDER BY id;

@@ -244,3 +244,15 @@ def test_service_jobs_cannot_write_an_overlay_on_the_worker(pipeline, tmp_path: 
     with pytest.raises(ValueError, match="only available to `pose-service run --overlay`"):
         pipeline(str(FIVE_FRAMES), {"overlay": str(target)}, lambda done, total: None)
     assert not target.exists()
+
+
+def test_emitted_frames_are_the_document_frames(pipeline: pose.PosePipeline, five_frames_doc: dict[str, Any]) -> None:
+    """In a worker's child the pipeline hands each frame on as it is done (``emit_frame``) and keeps
+    none: the frames and the rest of the document are the same as when it returns them whole."""
+    assert pipeline.emits_frames
+    emitted: list[dict[str, Any]] = []
+    streamed = pipeline(str(FIVE_FRAMES), {}, lambda done, total: None, emit_frame=emitted.append)
+    assert "frames" not in streamed
+    assert emitted == five_frames_doc["frames"]
+    for key in ("schema", "video", "model", "keypoint_names", "skeleton"):
+        assert streamed[key] == five_frames_doc[key], key

@@ -38,7 +38,8 @@ from tests.conftest import MEDIA, REPO, with_dbname
 from web.app import create_app
 
 VIDEO = MEDIA / "five_frames_720p.mp4"
-TABLES = "pose_jobs, pose_job_events, pose_workers, pose_uploads, pose_upload_chunks, pose_results, pose_api_tokens"
+TABLES = ("pose_jobs, pose_job_events, pose_workers, pose_uploads, pose_upload_chunks, pose_results, pose_api_tokens, "
+          "pose_frame_rows")
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ from typing import IO, Any
 from worker.child_protocol import (
     BAD_INPUT,
     CHILD_FD_ENV,
+    FRAMES_MAX_DELAY_S,
+    FRAMES_PER_MESSAGE,
     PIPELINE_ERROR,
     RESOURCE_EXHAUSTED,
     UNAVAILABLE_EXIT,
@@ -62,6 +64,37 @@ class Reporter:
             self.send(ChildMessage("progress", job_id=job_id, done=done, total=total))
 
 
+class FrameSpool:
+    """Appends a job's frames to its spool file as JSON lines and tells the worker, a batch at a time,
+    how far the file is complete (child_protocol's ``frames`` message). Holds no frame itself."""
+
+    def __init__(self, path: str, job_id: int, reporter: Reporter) -> None:
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.job_id = job_id
+        self.reporter = reporter
+        self.count = 0
+        self._unsent = 0
+        self._oldest_unsent = 0.0
+
+    def add(self, frame: dict[str, Any]) -> None:
+        self.file.write(json.dumps(frame, separators=(",", ":"), allow_nan=False).encode() + b"\n")
+        self.count += 1
+        if not self._unsent:
+            self._oldest_unsent = time.monotonic()
+        self._unsent += 1
+        if self._unsent >= FRAMES_PER_MESSAGE or time.monotonic() - self._oldest_unsent >= FRAMES_MAX_DELAY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._unsent:
+            self.file.flush()
+            self.reporter.send(ChildMessage("frames", job_id=self.job_id, done=self.count, end=self.file.tell()))
+            self._unsent = 0
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None:
     """Run one job and report exactly one ``done`` or ``error``. Nothing a job does ends this
     process: a warm child must stay usable (or be retired by its worker) after any outcome."""
@@ -76,8 +109,18 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
         reporter.send(ChildMessage("error", job_id=request.job_id, kind=kind, message=message))
 
     tmp = request.result_path + ".tmp"
+    spool: FrameSpool | None = None
     try:
-        document = pipeline(request.video_path, request.params, progress)
+        spool = FrameSpool(request.spool_path, request.job_id, reporter)
+        if getattr(pipeline, "emits_frames", False):
+            streaming: Any = pipeline
+            document = streaming(request.video_path, request.params, progress, emit_frame=spool.add)
+        else:
+            document = pipeline(request.video_path, request.params, progress)
+        frames = document.pop("frames", None) if isinstance(document, dict) else None
+        for frame in frames or ():  # a pipeline that returned the whole document: its frames the same way
+            spool.add(frame)
+        spool.flush()
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(document, fh, separators=(",", ":"), allow_nan=False)
         os.replace(tmp, request.result_path)
@@ -94,10 +137,12 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
             error(PIPELINE_ERROR, f"{type(exc).__name__}: {exc}")
         return
     finally:
+        if spool is not None:
+            with contextlib.suppress(OSError):
+                spool.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # a partial result would fill the disk for the retry too
-    n_frames = len(document.get("frames", [])) if isinstance(document, dict) else 0
-    done = max(seen_done, n_frames)
+    done = max(seen_done, spool.count if spool is not None else 0)
     total = seen_total if seen_total is not None else done
     reporter.send(ChildMessage("done", job_id=request.job_id, done=done, total=total))
 

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 #: ``progress(frames_done, frames_total_or_None)``; cheap to call, the child throttles what it sends.
 ProgressFn = Callable[[int, int | None], None]
+#: ``emit_frame(frame)``: one result@1 frame object (``{"index", "time_s", "people"}``), in order.
+FrameSink = Callable[[dict[str, Any]], None]
 
 
 class BadInput(Exception):
@@ -23,6 +25,12 @@ class BadInput(Exception):
 
 
 class Pipeline(Protocol):
-    def __call__(self, video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
-        """Process one video and return the result document (DESIGN.md section 5)."""
-        ...
+    """Process one video and return the result document (DESIGN.md section 5).
+
+    A pipeline whose ``emits_frames`` attribute is true is called with a keyword ``emit_frame``
+    (a FrameSink) and hands each frame to it as soon as it is done, returning the document without
+    ``frames``: then no process holds a long video's frames. Any other pipeline returns the whole
+    document, and the child passes its frames on the same way.
+    """
+
+    def __call__(self, video_path: str, params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]: ...

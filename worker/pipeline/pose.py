@@ -35,9 +35,9 @@ from worker.pipeline.blazepose import weights
 from worker.pipeline.blazepose.crops import CropWarper
 from worker.pipeline.blazepose.detector import Detections, PoseDetector
 from worker.pipeline.blazepose.landmarks import USED_OUTPUTS, LandmarkModel
-from worker.pipeline.contract import ProgressFn
+from worker.pipeline.contract import FrameSink, ProgressFn
 from worker.pipeline.io.overlay import OverlayWriter
-from worker.pipeline.io.result_document import FrameResult, build_document
+from worker.pipeline.io.result_document import FrameResult, StreamedFrames, build_document, frame_object
 from worker.pipeline.io.video_source import Frame, VideoSource
 from worker.pipeline.pose_params import DEFAULT_MAX_PEOPLE, PARAMS
 from worker.pipeline.tracking.tracker import Person, StaticIdMatcher, VideoTracker
@@ -174,9 +174,18 @@ class PosePipeline:
                 )
             return self._models[key]
 
+    #: The child hands each job an ``emit_frame`` (contract.py): frames leave as they are done.
+    emits_frames = True
+
     def __call__(
-        self, video_path: str, params: dict[str, Any] | None = None, progress: ProgressFn | None = None
+        self,
+        video_path: str,
+        params: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        emit_frame: FrameSink | None = None,
     ) -> dict[str, Any]:
+        """The result document; with ``emit_frame`` each frame goes to it when done and the document
+        comes back without ``frames`` (memory stays flat whatever the video's length)."""
         started = time.perf_counter()
         opts = RunOptions.from_params(params)
         if opts.overlay is not None and not self.allow_overlay:
@@ -185,7 +194,8 @@ class PosePipeline:
         device = resolve_device(opts.device)
         models = self._models_for(device)
         clock = _Clock()
-        results: list[FrameResult] = []
+        results: list[FrameResult] = []  # only without emit_frame
+        emitted, last_time_s = 0, None
         # Video mode runs re-detections for the next chunk on this thread while landmarks run on the
         # main one. Only on the CPU (where the decoder leaves part of a core idle) and with a spare core.
         helper = ThreadPoolExecutor(1, "pose-detect-ahead") if device.type == "cpu" and _cores() > 1 else None
@@ -204,11 +214,16 @@ class PosePipeline:
                     chunk, upcoming = upcoming, next(chunks, None)
                     people = step(chunk, upcoming)
                     for frame, persons in zip(chunk, people, strict=True):
-                        results.append(FrameResult(frame.index, frame.time_s, persons))
+                        result = FrameResult(frame.index, frame.time_s, persons)
+                        if emit_frame is not None:
+                            emit_frame(frame_object(result))
+                            emitted, last_time_s = emitted + 1, frame.time_s
+                        else:
+                            results.append(result)
                         if overlay is not None:
                             overlay.write(frame.image, persons)
                     if progress is not None:
-                        progress(len(results), info.frame_count)
+                        progress(emitted + len(results), info.frame_count)
             finally:
                 if helper is not None:
                     helper.shutdown(wait=True, cancel_futures=True)
@@ -221,7 +236,7 @@ class PosePipeline:
             height=info.height,
             fps=info.fps,
             rotation=info.rotation,
-            frames=results,
+            frames=results if emit_frame is None else StreamedFrames(emitted, last_time_s),
             skipped_frames=lost,
             device=device.type,
             weights_sha256=self.weights_sha256,

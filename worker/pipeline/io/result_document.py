@@ -60,13 +60,27 @@ def _person(person: Person) -> dict[str, Any]:
     }
 
 
+def frame_object(frame: FrameResult) -> dict[str, Any]:
+    """One entry of the document's ``frames``."""
+    return {"index": int(frame.index), "time_s": round(float(frame.time_s), 6),
+            "people": [_person(p) for p in frame.people]}
+
+
+@dataclass(frozen=True)
+class StreamedFrames:
+    """What the document needs to know of frames that were emitted one by one instead of kept."""
+
+    count: int
+    last_time_s: float | None
+
+
 def build_document(
     *,
     width: int,
     height: int,
     fps: float | None,
     rotation: int,
-    frames: Sequence[FrameResult],
+    frames: Sequence[FrameResult] | StreamedFrames,
     skipped_frames: int,
     device: str,
     weights_sha256: str,
@@ -75,19 +89,21 @@ def build_document(
     inference_s: float,
     total_s: float,
 ) -> dict[str, Any]:
-    """Assemble the document. ``duration_s`` is the span of the decoded frames plus one frame period."""
-    if frames:
-        last = frames[-1].time_s
-        duration = last + (1.0 / fps if fps else 0.0)
+    """Assemble the document. ``duration_s`` is the span of the decoded frames plus one frame period.
+    With StreamedFrames (the frames went out through the child's emit_frame) the document has no
+    ``frames``: the worker stores them as they come and puts them back when the result is read."""
+    if isinstance(frames, StreamedFrames):
+        count, last_time = frames.count, frames.last_time_s
     else:
-        duration = 0.0
-    return {
+        count, last_time = len(frames), (frames[-1].time_s if frames else None)
+    duration = 0.0 if last_time is None else last_time + (1.0 / fps if fps else 0.0)
+    document = {
         "schema": SCHEMA,
         "video": {
             "width": int(width),
             "height": int(height),
             "fps": None if fps is None else round(float(fps), 6),
-            "frames": len(frames),
+            "frames": count,
             "duration_s": round(duration, 6),
             "rotation": int(rotation),
             "skipped_frames": int(skipped_frames),
@@ -95,13 +111,13 @@ def build_document(
         "model": {"name": MODEL_NAME, "backend": backend, "device": device, "weights_sha256": weights_sha256},
         "keypoint_names": list(KEYPOINT_NAMES),
         "skeleton": [list(edge) for edge in SKELETON],
-        "frames": [
-            {"index": int(f.index), "time_s": round(float(f.time_s), 6), "people": [_person(p) for p in f.people]}
-            for f in frames
-        ],
+        "frames": [] if isinstance(frames, StreamedFrames) else [frame_object(f) for f in frames],
         "timings": {
             "decode_s": round(decode_s, 4),
             "inference_s": round(inference_s, 4),
             "total_s": round(total_s, 4),
         },
     }
+    if isinstance(frames, StreamedFrames):
+        del document["frames"]
+    return document

@@ -1,0 +1,181 @@
+"""A succeeded job's result, streamed out of PostgreSQL a page of frames at a time.
+
+The one way results are read: ``GET /v1/jobs/{id}/result``, ``pose-service result`` and
+``/pose/hybrid`` all iterate :func:`open_result`. The small part of the document (video, model,
+names, skeleton, timings) is ``pose_results.document``; the frames are the attempt's
+``pose_frame_rows``, read ``PAGE_FRAMES`` frame indexes per statement (short statements, no
+transaction held open), so memory stays at one page whatever the video's length.
+
+Formats:
+
+- ``json``: result@1 (DESIGN.md section 5); each number is PostgreSQL's own shortest exact text of the
+  stored value, so nothing is parsed or formatted in Python;
+- ``ndjson``: one frame object per line (the frames alone);
+- ``csv``: one row per frame × person × keypoint, with a header (``CSV_HEADER``).
+
+A window (``FrameWindow``, ``?frames=A:B``) keeps frames whose index is in [A, B).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from jobs.store import JobStore, ResultHead
+
+#: Frame indexes per page: about 1 MB of JSON for two people. CSV pages are a quarter of that (a row
+#: per keypoint).
+PAGE_FRAMES = 256
+CSV_PAGE_FRAMES = PAGE_FRAMES // 4
+#: Frame indexes are PostgreSQL integers.
+MAX_FRAME = 2**31 - 1
+CSV_HEADER = ("frame_index,time_s,track_id,keypoint,name,x_px,y_px,z,visibility,presence,"
+              "world_x_m,world_y_m,world_z_m\n")
+
+
+class ResultFormat(StrEnum):
+    JSON = "json"
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+    @property
+    def media_type(self) -> str:
+        return {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}[self.value]
+
+
+@dataclass(frozen=True)
+class FrameWindow:
+    """Frames whose index is in [first, stop); ``stop`` None: to the end."""
+
+    first: int = 0
+    stop: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> FrameWindow:
+        """``A:B``, ``A:``, ``:B`` or ``A`` (that frame alone); raises ValueError otherwise."""
+        if text is None or text.strip() in ("", ":"):
+            return cls()
+        first_text, colon, stop_text = text.partition(":")
+        try:
+            first = int(first_text) if first_text.strip() else 0
+            stop = (int(stop_text) if stop_text.strip() else None) if colon else first + 1
+        except ValueError:
+            raise ValueError(f"frames must look like A:B (frame indexes), got {text!r}") from None
+        if first < 0 or (stop is not None and stop < first) or max(first, stop or 0) > MAX_FRAME:
+            raise ValueError(f"frames {text!r}: need 0 <= A <= B <= {MAX_FRAME}")
+        return cls(first, stop)
+
+
+def open_result(
+    store: JobStore,
+    job_id: int,
+    *,
+    visible_to: int | None = None,
+    fmt: ResultFormat = ResultFormat.JSON,
+    window: FrameWindow = FrameWindow(),
+) -> Iterator[str] | None:
+    """The result as pieces of text, or None when the job has no result (not succeeded, missing, or
+    not ``visible_to`` the caller). The head is read here, the frames as the iterator is consumed."""
+    head = store.result_head(job_id, visible_to=visible_to)
+    if head is None:
+        return None
+    if fmt is ResultFormat.NDJSON:
+        return _ndjson(store, job_id, head, window)
+    if fmt is ResultFormat.CSV:
+        return _csv(store, job_id, head, window)
+    return _json(store, job_id, head, window)
+
+
+def _pages(
+    store: JobStore, job_id: int, head: ResultHead, window: FrameWindow, page: int = PAGE_FRAMES
+) -> Iterator[tuple[int, int]]:
+    bounds = store.frame_bounds(job_id, head.attempt) if head.has_frames else None
+    if bounds is None:
+        return
+    first = max(window.first, bounds[0])
+    stop = min(MAX_FRAME if window.stop is None else window.stop, bounds[1] + 1)
+    for start in range(first, stop, page):
+        yield start, min(stop, start + page)
+
+
+def _frames(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[list[str]]:
+    """The frames page by page, each a list of result@1 frame objects as JSON text."""
+    for first, stop in _pages(store, job_id, head, window):
+        yield list(_frame_objects(store.result_rows(job_id, head.attempt, first, stop)))
+
+
+def _frame_objects(rows: list[Any]) -> Iterator[str]:
+    """Rows of result_rows_page (ordered by frame, then track) as frame objects. The numbers are
+    PostgreSQL's text of each value, which is valid JSON: none is parsed or formatted here."""
+    index: int | None = None
+    time_s, people = "", list[str]()
+    for row in rows:
+        if row.frame_index != index:
+            if index is not None:
+                yield f'{{"index":{index},"time_s":{time_s},"people":[{",".join(people)}]}}'
+            index, time_s, people = row.frame_index, row.time_s, []
+        if row.track_id is not None:
+            people.append(_person(row))
+    if index is not None:
+        yield f'{{"index":{index},"time_s":{time_s},"people":[{",".join(people)}]}}'
+
+
+def _points(text: str, size: int) -> str:
+    values = text.split(",") if text else []
+    return ",".join("[" + ",".join(values[i:i + size]) + "]" for i in range(0, len(values), size))
+
+
+def _person(row: Any) -> str:
+    extra = row.extra.strip()[1:-1].strip() if row.extra else ""
+    return (f'{{"track_id":{row.track_id},"bbox":[{row.bbox or ""}],"score":{row.score or "null"},'
+            f'"keypoints":[{_points(row.keypoints, 5)}],"world":[{_points(row.world, 3)}]'
+            f'{"," + extra if extra else ""}}}')
+
+
+def _json(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
+    body = head.document.strip()
+    if not head.has_frames:
+        yield body
+        return
+    inner = body[1:-1].strip()
+    yield "{" + inner + ("," if inner else "") + '"frames":['
+    sep = ""
+    for frames in _frames(store, job_id, head, window):
+        if frames:
+            yield sep + ",".join(frames)
+            sep = ","
+    yield "]}"
+
+
+def _ndjson(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
+    for frames in _frames(store, job_id, head, window):
+        if frames:
+            yield "\n".join(frames) + "\n"
+
+
+def _csv(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
+    yield CSV_HEADER
+    names = [_csv_field(str(n)) for n in json.loads(head.document).get("keypoint_names") or []]
+    for first, stop in _pages(store, job_id, head, window, CSV_PAGE_FRAMES):
+        lines: list[str] = []
+        for row in store.result_rows(job_id, head.attempt, first, stop):
+            if row.track_id is None:
+                continue
+            prefix = f"{row.frame_index},{row.time_s},{row.track_id},"
+            keypoints = row.keypoints.split(",") if row.keypoints else []
+            world = row.world.split(",") if row.world else []
+            for k in range(len(keypoints) // 5):
+                point = world[3 * k:3 * k + 3] or ["", "", ""]
+                lines.append(f"{prefix}{k},{names[k] if k < len(names) else ''},"
+                             f"{','.join(keypoints[5 * k:5 * k + 5])},{','.join(point)}\n")
+        if lines:
+            yield "".join(lines)
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
