@@ -385,7 +385,7 @@ class JobStore:
     def store_frames(self, job: Job, worker_id: str, frames: list[dict[str, Any]], *, first_batch: bool) -> bool:
         """COPY result@1 frames of the running attempt into pose_frame_rows, fenced by (job, worker,
         attempt) in the same transaction; False (nothing written) when the worker no longer owns it.
-        The attempt's first batch clears the job's older rows; any batch replaces rows of its own
+        ``first_batch`` clears the job's older rows first; any batch replaces rows of its own
         frames, so a batch repeated after a lost reply is stored once."""
         if not frames and not first_batch:
             return True
@@ -414,12 +414,13 @@ class JobStore:
         head = json.dumps(document, separators=(",", ":")) if frames is not None else document_json
         params.update(id=job.id, worker_id=worker_id, attempt=job.attempt, document=head,
                       has_frames=frames_stored or frames is not None)
+        if frames is None:  # the worker's way: the frames are stored; one statement, one round trip
+            return self._one(name, call_timeout=self._bulk_timeout(len(document_json)), **params)
         with self.transaction(timeout_s=self._bulk_timeout(len(document_json))) as tx:
-            if frames is not None:
-                if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
-                    return None
-                tx.exec("clear_job_frames", id=job.id)
-                tx.copy("copy_frame_rows", FRAME_ROW_TYPES, frame_rows(job.id, job.attempt, frames))
+            if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
+                return None
+            tx.exec("clear_job_frames", id=job.id)
+            tx.copy("copy_frame_rows", FRAME_ROW_TYPES, frame_rows(job.id, job.attempt, frames))
             return tx.one(name, **params)
 
     def succeed(

@@ -4,8 +4,8 @@ The pipeline child appends frames to the job's spool file (worker/child_protocol
 channel, how far the file is complete; the attempt loop passes that on with ``announce()``, which
 never blocks. This thread reads the announced lines ``BATCH_FRAMES`` at a time and COPYs them
 (JobStore.store_frames), each batch in a transaction fenced by (job, worker, attempt): once another
-worker has rescued the job, nothing more is written and ``lost`` says so. The attempt's first batch
-clears the job's older rows, so a retried attempt starts clean. Outages are waited out like every
+worker has rescued the job, nothing more is written and ``lost`` says so. A second or later attempt
+first clears the job's older rows, so a retried attempt starts clean. Outages are waited out like every
 other write of the worker; a refusal ends the writer with ``error`` set.
 
 Only this thread waits on the database for frames: the supervision loop keeps its deadlines whatever
@@ -44,7 +44,14 @@ class FrameWriter:
         self.stored = 0  # frames committed
         self.lost = False  # the attempt was no longer this worker's
         self.error: BaseException | None = None  # what ended the writer early (a refusal, or a give-up)
-        self._thread = threading.Thread(target=self._run, name=f"frames-{job.id}", daemon=True)
+        # started by the first frames, or at once for a later attempt (it clears the earlier rows): a job
+        # without frames costs no thread and no statement
+        self._thread: threading.Thread | None = None
+        if job.attempt > 1:
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"frames-{self.job.id}", daemon=True)
         self._thread.start()
 
     def announce(self, end: int) -> None:
@@ -52,6 +59,8 @@ class FrameWriter:
         with self._cond:
             self._announced = max(self._announced, end)
             self._cond.notify()
+        if self._thread is None:
+            self._start()
 
     def finish(self) -> None:
         """Store what was announced, then end; blocks until done (or until the writer failed, was
@@ -59,7 +68,8 @@ class FrameWriter:
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def abandon(self) -> None:
         """Stop without storing the rest (the attempt did not succeed); never blocks."""
@@ -81,8 +91,9 @@ class FrameWriter:
         spool: IO[bytes] | None = None
         position = 0
         try:
-            # the attempt starts clean at once, before any frame, so no earlier rows linger meanwhile
-            if not self._store([], True):
+            # a later attempt starts clean at once, before any frame, so no earlier rows linger meanwhile
+            # (attempt 1 has none: retry_job deletes them with the attempts it resets)
+            if self.job.attempt > 1 and not self._store([], True):
                 self.lost = True
                 return
             while True:

@@ -11,8 +11,9 @@ WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'ru
 FOR SHARE;
 
 -- name: clear_job_frames
--- An attempt's first batch: whatever earlier attempts (or an earlier life of the job, before a
--- client's retry reset its attempts) stored goes, so every attempt starts clean.
+-- Before a second or later attempt's first frame: whatever earlier attempts stored goes, so every
+-- attempt starts clean (attempt 1 has nothing to clear: retry_job deletes the rows when it resets
+-- the attempts).
 DELETE FROM pose_frame_rows WHERE job_id = :id;
 
 -- name: clear_frame_range

@@ -88,7 +88,9 @@ WITH done AS (
     RETURNING id
 )
 INSERT INTO pose_results (job_id, document, tracks)
-SELECT id, CAST(:document AS jsonb), CASE WHEN :has_frames THEN pose_track_summary(id, :attempt) END FROM done
+SELECT id, CAST(:document AS jsonb),
+       CASE WHEN :has_frames THEN (CASE WHEN :frames_done > 0 THEN pose_track_summary(id, :attempt) ELSE '[]' END) END
+FROM done
 ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, tracks = EXCLUDED.tracks, created_at = now()
 RETURNING job_id;
 
@@ -105,7 +107,9 @@ WITH done AS (
     RETURNING id
 ), saved AS (
     INSERT INTO pose_results (job_id, document, tracks)
-    SELECT id, CAST(:document AS jsonb), CASE WHEN :has_frames THEN pose_track_summary(id, :attempt) END FROM done
+    SELECT id, CAST(:document AS jsonb),
+       CASE WHEN :has_frames THEN (CASE WHEN :frames_done > 0 THEN pose_track_summary(id, :attempt) ELSE '[]' END) END
+FROM done
     ON CONFLICT (job_id) DO UPDATE SET document = EXCLUDED.document, tracks = EXCLUDED.tracks, created_at = now()
     RETURNING job_id
 ), next AS (

@@ -69,7 +69,8 @@ class FrameSpool:
     how far the file is complete (child_protocol's ``frames`` message). Holds no frame itself."""
 
     def __init__(self, path: str, job_id: int, reporter: Reporter) -> None:
-        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.path = path
+        self.file: IO[bytes] | None = None  # opened by the first frame
         self.job_id = job_id
         self.reporter = reporter
         self.count = 0
@@ -77,6 +78,8 @@ class FrameSpool:
         self._oldest_unsent = 0.0
 
     def add(self, frame: dict[str, Any]) -> None:
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
         self.file.write(json.dumps(frame, separators=(",", ":"), allow_nan=False).encode() + b"\n")
         self.count += 1
         if not self._unsent:
@@ -86,13 +89,14 @@ class FrameSpool:
             self.flush()
 
     def flush(self) -> None:
-        if self._unsent:
+        if self._unsent and self.file is not None:
             self.file.flush()
             self.reporter.send(ChildMessage("frames", job_id=self.job_id, done=self.count, end=self.file.tell()))
             self._unsent = 0
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None:
