@@ -152,6 +152,21 @@ def test_a_rescued_attempts_rows_are_never_visible(store, database_url):
     assert [f["index"] for f in store.result(job.id)["frames"]] == [5]
 
 
+def test_an_attempt_given_back_takes_its_frames_with_it(store, database_url):
+    """A released attempt (graceful shutdown) or one a worker's heartbeat returns leaves its number to
+    the next attempt; its frames must not show up as that attempt's."""
+    job, _ = store.submit("/videos/a.mp4")
+    first = store.claim("w", 30)
+    assert store.store_frames(first, "w", [frame(0), frame(1)], first_batch=True)
+    assert store.release(first, "w").owned
+    again = store.claim("w", 30)
+    assert again.attempt == first.attempt == 1
+    assert view_rows(database_url, job.id) == [] and table_attempts(database_url, job.id) == set()
+    assert store.store_frames(again, "w", [frame(0)], first_batch=True)
+    assert store.worker_heartbeat("w", None) == [(job.id, 0)]  # running under w, but not w's current job
+    assert table_attempts(database_url, job.id) == set()
+
+
 def test_a_repeated_batch_is_stored_once(store, database_url):
     job, _ = store.submit("/videos/a.mp4")
     claimed = store.claim("w", 30)

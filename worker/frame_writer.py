@@ -93,9 +93,12 @@ class FrameWriter:
         try:
             # a later attempt starts clean at once, before any frame, so no earlier rows linger meanwhile
             # (attempt 1 has none: retry_job deletes them with the attempts it resets)
-            if self.job.attempt > 1 and not self._store([], True):
-                self.lost = True
-                return
+            first = True
+            if self.job.attempt > 1:
+                if not self._store([], True):
+                    self.lost = True
+                    return
+                first = False
             while True:
                 with self._cond:
                     while not (self._abandoned or self._closing or self._announced > position):
@@ -114,9 +117,12 @@ class FrameWriter:
                             raise ValueError(f"frame spool {self.spool_path} ends inside a line at {position}")
                         position += len(line)
                         frames.append(json.loads(line))
-                    if not self._store(frames, False):
+                    # the first batch also clears the job's rows: an attempt given back (graceful
+                    # release, a lost claim reply) leaves its number to the next one
+                    if not self._store(frames, first):
                         self.lost = True
                         return
+                    first = False
                     self.stored += len(frames)
         except Exception as exc:  # noqa: BLE001 - the daemon reads it from ``error`` when it records
             if not self._abandoned:

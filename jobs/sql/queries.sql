@@ -166,12 +166,18 @@ WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'ru
 RETURNING state;
 
 -- name: release_job
--- Graceful shutdown: back to the queue without spending an attempt.
-UPDATE pose_jobs
-SET state = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
-    run_after = now(), frames_done = 0
-WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
-RETURNING state;
+-- Graceful shutdown: back to the queue without spending an attempt. The next attempt will carry the
+-- same number, so the frames this one stored go with it.
+WITH released AS (
+    UPDATE pose_jobs
+    SET state = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+        run_after = now(), frames_done = 0
+    WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
+    RETURNING id, state
+), cleared AS (
+    DELETE FROM pose_frame_rows AS f USING released AS r WHERE f.job_id = r.id AND f.attempt = :attempt
+)
+SELECT state FROM released;
 
 -- name: rescue_expired
 -- Jobs whose worker stopped heartbeating (killed, host gone). The attempt counter caps rescues, so a
@@ -256,19 +262,26 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat
 -- The worker is alive and runs :current_job_id (or nothing). Any other job still running under its
--- id is one it claimed without hearing the reply (the connection dropped after the commit): it never
--- ran, so it goes back to the queue at once, its attempt given back. The worker serialises this with
--- its own claims and finishes, so a job it is about to start is never taken from it here.
+-- id is one it claimed without hearing the reply (the connection dropped after the commit), or one it
+-- stopped while the database was away: it goes back to the queue at once, its attempt given back, and
+-- any frames that attempt stored go with it (the next attempt carries the same number). The worker
+-- serialises this with its own claims and finishes, so a job it is about to start is never taken from
+-- it here.
 WITH beat AS (
     UPDATE pose_workers SET heartbeat_at = now(), current_job_id = :current_job_id, stopped_at = NULL
     WHERE id = :id
+), released AS (
+    UPDATE pose_jobs
+    SET state = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+        run_after = now(), frames_done = 0,
+        error_message = 'returned to the queue: its worker was not running it (a lost claim reply, or '
+                        || 'an attempt stopped while the database was away)'
+    WHERE worker_id = :id AND state = 'running' AND id IS DISTINCT FROM CAST(:current_job_id AS bigint)
+    RETURNING id, attempt
+), cleared AS (
+    DELETE FROM pose_frame_rows AS f USING released AS r WHERE f.job_id = r.id AND f.attempt = r.attempt + 1
 )
-UPDATE pose_jobs
-SET state = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
-    run_after = now(), frames_done = 0,
-    error_message = 'returned to the queue: its worker never received the reply to its claim'
-WHERE worker_id = :id AND state = 'running' AND id IS DISTINCT FROM CAST(:current_job_id AS bigint)
-RETURNING id, attempt;
+SELECT id, attempt FROM released;
 
 -- name: set_worker_problem
 -- Why the worker cannot run jobs (its pipeline child cannot load), or NULL once it can.
