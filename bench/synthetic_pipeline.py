@@ -35,28 +35,10 @@ import numpy as np
 
 from bench.synthetic_pipeline_params import PARAMS
 from worker.pipeline.contract import Pipeline, ProgressFn
+from worker.pipeline.io.keypoints import KEYPOINT_NAMES, SCHEMA, SKELETON
 
-SCHEMA = "pose-service/result@1"
 WIDTH, HEIGHT = 1920, 1080
 SEED = 20261202
-
-#: The pose pipeline's names and bones (worker/pipeline/io/result_document.py, which imports torch,
-#: so they are repeated here; a test checks that they are the same).
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)  # fmt: skip
-SKELETON: tuple[tuple[int, int], ...] = (
-    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10),
-    (11, 12), (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (17, 19),
-    (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
-    (11, 23), (12, 24), (23, 24),
-    (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
-)  # fmt: skip
 
 #: A person standing, in metres, hip-centred, y down, z towards the camera negative: the left side
 #: of each pair (the right one mirrors x) and how far each point swings forward (z) in a stride.
