@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from jobs.database import libpq_url, upgrade
+from chaos.postgres import PrivatePostgres
+from jobs.database import libpq_url
 from jobs.states import JobState
 from jobs.store import JobStore
 from tests.conftest import wait_for
@@ -152,24 +152,14 @@ def test_worker_refuses_a_database_without_the_schema(empty_database_url, start_
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path):
-    """A PostgreSQL of this test's own, so it can be stopped and restarted."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-        from pgserver._commands import pg_ctl
-
-    server = pgserver.get_server(tmp_path / "pgdata", cleanup_mode="stop")
-    url = server.get_uri()
-    upgrade(url)
-
-    def outage(seconds: float) -> None:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-        time.sleep(seconds)
-        pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user)
-
-    yield url, outage
-    server.cleanup()
+def private_postgres():
+    """A PostgreSQL of this test's own, so it can be stopped and restarted; stopped and removed
+    afterwards even though the restarts replaced its postmaster (pgserver's own handle could not)."""
+    with PrivatePostgres() as pg:
+        yield pg.url, pg.outage
+        pid = pg.postmaster_pid()
+    assert pid is None or not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text(), \
+        "the private server outlived its test"
 
 
 def test_worker_survives_a_postgres_restart(private_postgres, start_worker):
