@@ -12,7 +12,8 @@ VIDEO  ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models demo test lint chaos bench bench-queue bench-warm bench-web bench-pipeline bench-parity clean
+.PHONY: install models demo test lint chaos bench bench-queue bench-warm bench-web bench-pipeline bench-parity \
+        bench-retention clean
 
 install: $(STAMP)
 
@@ -41,7 +42,7 @@ lint: install
 chaos: install
 	$(PY) -m chaos.run $(CHAOS_ARGS)
 
-bench: bench-queue bench-warm bench-web bench-pipeline bench-parity
+bench: bench-queue bench-warm bench-web bench-pipeline bench-parity bench-retention
 
 bench-queue: install
 	$(PY) bench/queue_core.py
@@ -57,6 +58,10 @@ bench-pipeline: install models
 
 bench-parity: install models
 	$(PY) bench/tensor_parity.py
+
+# about 7 minutes and 17 GB of scratch database (dropped at the end)
+bench-retention: install
+	$(PY) bench/retention_claims.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -94,7 +94,8 @@ def main() -> int:
                 numbers[f"{fmt}_mb"] = size / 1e6
                 numbers[f"{fmt}_peak_mb"] = peak / 1e6
             with psycopg.connect(url) as conn:
-                total = conn.execute("SELECT pg_total_relation_size('pose_frame_rows')").fetchone()[0]
+                total = conn.execute("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree("
+                                     "'pose_frame_rows')").fetchone()[0]  # partitioned (migration 0008)
             numbers["bytes_per_person_frame"] = total / person_frames
         finally:
             store.close()

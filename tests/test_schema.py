@@ -58,10 +58,13 @@ def test_models_match_the_migrated_schema(database_url):
     engine = create_engine(sqlalchemy_url(database_url))
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        partitions = set(conn.execute(text("SELECT relname FROM pg_class WHERE relispartition")).scalars())
     engine.dispose()
     # indexes and server defaults are the migration's business; columns, types and tables must agree
+    # (partitions, pose_frame_rows' since migration 0008, are the tables they belong to)
     relevant = [d for d in diff if d[0] in ("add_table", "remove_table", "add_column", "remove_column")
                 or (isinstance(d, list) and d[0][0] in ("modify_type", "modify_nullable"))]
+    relevant = [d for d in relevant if not (d[0] == "remove_table" and d[1].name in partitions)]
     assert relevant == []
 
 

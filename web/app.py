@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from jobs.api_tokens import READ, SUBMIT
 from jobs.database import resolve_database_url
+from jobs.retention import RetentionDuty
 from jobs.settings import Settings
 from jobs.store import JobStore
 from web import metrics, openapi, routes_health, routes_jobs, routes_legacy
@@ -65,8 +66,6 @@ log = logging.getLogger("web")
 #: once; 8 (+8 overflow) keeps PostgreSQL's backends few while 50 clients poll status.
 WEB_POOL_SIZE = 8
 HYBRID_TIMEOUT_S = 60.0
-#: How often the web process deletes expired uploads when POSE_RETENTION_DAYS is set.
-RETENTION_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +141,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                         also={"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}}),
             404: NO_JOB,
             409: "the job has not succeeded (yet)",
+            410: "retention (POSE_RETENTION_DAYS) has deleted the job's frames",
             422: "an invalid or unknown query parameter (frames must be A:B with A <= B)",
             503: UNAVAILABLE,
         },
@@ -301,16 +301,13 @@ def create_app(
             await db(context.tokens.refresh, force=True)
         except Exception as exc:  # the database may come later; requests refresh again
             log.warning("could not load API tokens at startup: %s", exc)
-        retention = None
-        if settings.retention_days is not None:
-            retention = asyncio.create_task(_retention_loop(context.store, settings.retention_days))
+        # partitions ahead always; with POSE_RETENTION_DAYS, expired frames and uploads (jobs/retention.py)
+        retention = RetentionDuty(context.store, settings.retention_days)
+        retention.start()
         try:
             yield
         finally:
-            if retention is not None:
-                retention.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await retention
+            await asyncio.to_thread(retention.stop)
             if owned:
                 context.store.close()
 
@@ -324,17 +321,3 @@ def create_app(
     app.state.metrics_registry = metrics.make_registry(store, settings.lease_s)
     app.state.openapi_json = openapi.render(ENDPOINTS)
     return app
-
-
-async def _retention_loop(store: JobStore, retention_days: float) -> None:
-    """Delete expired uploads now and every RETENTION_INTERVAL_S (DESIGN.md section 3). Runs in every
-    web process; the statement skips rows another process holds, so replicas do not collide."""
-    while True:
-        try:
-            deleted = await db(store.delete_expired_uploads, retention_days)
-            if deleted:
-                log.info("retention: deleted %d uploads older than %g days after their jobs ended",
-                         deleted, retention_days)
-        except Exception as exc:  # the database may be down for a while; try again next round
-            log.warning("retention: could not delete expired uploads: %s", exc)
-        await asyncio.sleep(RETENTION_INTERVAL_S)

@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     NOT_RETRYABLE = "not_retryable"
     RETRY_LIMIT = "retry_limit"
     UPLOAD_EXPIRED = "upload_expired"
+    FRAMES_EXPIRED = "frames_expired"
     # /pose/hybrid
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"

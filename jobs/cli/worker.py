@@ -9,7 +9,9 @@ import signal
 import sys
 
 from jobs.cli.common import add_setting_flags, open_store, settings_from
+from jobs.retention import RetentionDuty
 from jobs.settings import WORKER, Settings
+from jobs.store import JobStore
 
 log = logging.getLogger("pose_service.worker")
 
@@ -41,7 +43,15 @@ def run_daemon(settings: Settings, gpu: str | None = None) -> int:
     store.close()
     daemon = WorkerDaemon(settings, url, gpu=gpu)
     daemon.install_signal_handlers()
-    return daemon.run()
+    # partitions ahead and, with POSE_RETENTION_DAYS, expired frames and uploads: a deployment without
+    # a web process needs it too, and one pass runs at a time however many processes run it
+    retention = RetentionDuty(JobStore.connect(url, pool_size=1), settings.retention_days)
+    retention.start()
+    try:
+        return daemon.run()
+    finally:
+        retention.stop()
+        retention.store.close()
 
 
 def without_gpus_flag(argv: list[str]) -> list[str]:

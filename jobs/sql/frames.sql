@@ -27,8 +27,8 @@ FROM STDIN (FORMAT BINARY);
 
 -- name: get_result_head
 -- The small part of a succeeded job's result (everything but the frames) and the attempt whose rows
--- hold its frames; :visible_to as in get_visible_job.
-SELECT r.document::text AS document, j.attempt, r.tracks IS NOT NULL AS has_frames
+-- hold its frames, or when retention deleted them; :visible_to as in get_visible_job.
+SELECT r.document::text AS document, j.attempt, r.tracks IS NOT NULL AS has_frames, r.frames_deleted_at
 FROM pose_results AS r JOIN pose_jobs AS j ON j.id = r.job_id
 WHERE r.job_id = :id AND j.state = 'succeeded'
   AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to);
