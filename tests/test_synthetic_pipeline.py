@@ -1,9 +1,12 @@
-"""bench/synthetic_pipeline.py: realistic pose data without a video, as a valid result@1 document."""
+"""bench/synthetic_pipeline.py: realistic pose data without a video, as a valid result@1 document, streamed
+frame by frame and splittable into stretches (worker/pipeline/contract.py)."""
 
 from __future__ import annotations
 
 import time
+import tracemalloc
 
+import numpy as np
 import pytest
 
 from bench.synthetic_pipeline import KEYPOINT_NAMES, SKELETON, create
@@ -11,6 +14,7 @@ from bench.synthetic_pipeline_params import PARAMS
 from jobs.states import JobState
 from tests.test_worker_outcomes import finished
 from web.result_document import Result
+from worker.pipeline.contract import VideoSpan
 from worker.pipeline.params import InvalidParams, schema_for
 
 
@@ -43,6 +47,59 @@ def test_the_same_params_give_the_same_document_and_no_people_is_allowed():
     empty, _ = run({"frames": 4, "people": 0})
     assert [f["people"] for f in Result.model_validate(empty).model_dump()["frames"]] == [[]] * 4
     assert Result.model_validate(run({"frames": 0})[0]).frames == []
+
+
+def streamed(params: dict, frame_range: tuple[int, int | None] | None = None) -> tuple[dict, list[dict], list]:
+    """Call it as the child does (``emit_frame``); frames with their numpy arrays as lists."""
+    frames: list[dict] = []
+    seen: list[tuple[int, int | None]] = []
+
+    def keep(frame: dict) -> None:
+        frames.append({**frame, "people": [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in p.items()}
+                                           for p in frame["people"]]})
+
+    document = create()("/no/such/video.mp4", params, lambda done, total: seen.append((done, total)),
+                        emit_frame=keep, frame_range=frame_range)
+    return document, frames, seen
+
+
+def test_it_streams_the_same_frames_one_by_one():
+    assert create().emits_frames
+    params = {"frames": 700, "people": 3, "fps": 60}
+    whole, _ = run(params)
+    document, frames, seen = streamed(params)
+    assert "frames" not in document and document["video"] == whole["video"]
+    assert frames == whole["frames"]
+    assert Result.model_validate({**document, "frames": frames})
+    assert seen[0] == (0, 700) and seen[-1] == (700, 700)
+
+
+def test_a_stretch_of_the_video_is_the_same_frames_whichever_segment_makes_it():
+    params = {"frames": 1000, "people": 2, "fps": 60}
+    _, everything, _ = streamed(params)
+    assert create().probe("/no/such/video.mp4", params) == VideoSpan(frames=1000, fps=60.0)
+    for first, stop in ((0, 300), (300, 650), (650, None), (250, 257), (999, 1200), (400, 400)):
+        document, frames, seen = streamed(params, (first, stop))
+        end = 1000 if stop is None else min(stop, 1000)
+        assert frames == everything[first:end], (first, stop)
+        assert [f["index"] for f in frames] == list(range(first, end))
+        assert document["video"]["frames"] == 1000  # the video's length, not the stretch's
+        assert seen[0] == (0, end - first) and seen[-1] == (end - first, end - first)  # progress within it
+    with pytest.raises(ValueError, match="frame_range"):
+        streamed(params, (5, 2))
+
+
+def test_streaming_holds_a_block_of_frames_whatever_the_length():
+    peaks = []
+    for frames in (2000, 8000):
+        tracemalloc.start()
+        try:
+            create()("/no/such/video.mp4", {"frames": frames, "people": 4}, lambda done, total: None,
+                     emit_frame=lambda frame: None)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] < 1.2 * peaks[0], peaks
 
 
 def test_names_and_bones_are_the_pose_pipelines():
