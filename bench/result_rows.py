@@ -1,6 +1,8 @@
-"""Per-frame rows through the service's own code: how fast a worker stores frames (JobStore.store_frames,
-binary COPY of the worker's batches, fenced per batch) and how fast a result streams back out of
-PostgreSQL (jobs/result_stream.py: result@1 JSON, NDJSON, CSV), with the reader's peak Python memory.
+"""Per-frame rows through the service's own code: how fast a worker stores frames (the child's spool blocks,
+worker/frame_spool.py, read, stamped and COPYed a batch at a time by JobStore.store_frame_tuples, fenced
+per batch, one stream) and how fast a result streams back out of PostgreSQL (jobs/result_stream.py:
+result@1 JSON, NDJSON, CSV), with the reader's peak Python memory. bench/long_video.py measures the
+same through real processes.
 
 Frames are result@1 frames of BlazePose size (33 keypoints × 5, 33 world points × 3) with
 ``--people`` people each, in a migrated scratch database.
@@ -12,6 +14,7 @@ Usage: .venv/bin/python bench/result_rows.py [--frames N] [--people P] [--json O
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -27,6 +30,7 @@ from bench.frame_storage import server_url, with_db  # noqa: E402
 from jobs.database import upgrade  # noqa: E402
 from jobs.result_stream import ResultFormat, open_result  # noqa: E402
 from jobs.store import JobStore  # noqa: E402
+from worker.frame_spool import Block, BlockEncoder, read_block  # noqa: E402
 from worker.frame_writer import BATCH_FRAMES as BATCH  # noqa: E402
 
 HEAD = {
@@ -69,11 +73,23 @@ def main() -> int:
             store.submit("/bench.mp4")
             job = store.claim("bench", 3600)
             assert job is not None
-            batches = [[frame(i, args.people) for i in range(s, min(args.frames, s + BATCH))]
-                       for s in range(0, args.frames, BATCH)]
-            t0 = time.perf_counter()
-            for n, batch in enumerate(batches):
-                assert store.store_frames(job, "bench", batch, first_batch=n == 0)
+            spool = io.BytesIO()  # the child's spool, blocks of 64 frames
+            encoder = BlockEncoder()
+            for i in range(args.frames):
+                encoder.add(frame(i, args.people))
+                if encoder.frames == 64 or i == args.frames - 1:
+                    encoder.write(spool)
+            size = spool.tell()
+            spool.seek(0)
+            t0 = time.perf_counter()  # the worker's part: read, check and stamp the blocks, COPY each batch
+            first = True
+            while spool.tell() < size:
+                blocks: list[Block] = []
+                while spool.tell() < size and sum(b.frames for b in blocks) < BATCH:
+                    blocks.append(read_block(spool, size - spool.tell(), job.id, job.attempt))
+                assert store.store_frame_tuples(job, "bench", [b.payload for b in blocks], blocks[0].first,
+                                                blocks[-1].last, first_batch=first)
+                first = False
             write_s = time.perf_counter() - t0
             assert store.succeed(job, "bench", json.dumps(HEAD), args.frames, args.frames, frames_stored=True).owned
             person_frames = args.frames * args.people
@@ -103,7 +119,8 @@ def main() -> int:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(f"{args.frames} frames × {args.people} people")
-    print(f"store (COPY, {BATCH}-frame batches): {numbers['store_frames_per_s']:.0f} frames/s, "
+    print(f"store (spool blocks, COPY of {BATCH}-frame batches, one stream): "
+          f"{numbers['store_frames_per_s']:.0f} frames/s, "
           f"{numbers['store_person_frames_per_s']:.0f} person-frames/s; "
           f"{numbers['bytes_per_person_frame']:.0f} B/person-frame on disk")
     for fmt in ResultFormat:

@@ -16,7 +16,7 @@ import psycopg
 from chaos.proxy import FreezingProxy
 from jobs.database import libpq_url
 from jobs.job import Job
-from jobs.result_stream import CSV_HEADER, FrameWindow, ResultFormat, open_result
+from jobs.result_stream import CSV_HEADER, PAGE_FRAMES, FrameWindow, ResultFormat, open_result
 from jobs.states import JobState
 from jobs.store import JobStore
 from tests.conftest import wait_for
@@ -25,6 +25,7 @@ from tests.test_worker_faults import private_pg  # noqa: F401 - a fixture
 from tests.test_worker_outcomes import finished
 from web.result_document import Result
 from worker.child_protocol import ChildMessage, JobRequest
+from worker.frame_spool import BlockEncoder
 from worker.frame_writer import FrameWriter
 from worker.pipeline.child import Reporter, run_one
 
@@ -237,8 +238,11 @@ def test_reading_a_result_takes_the_same_memory_whatever_its_length(store):
             peaks.append(_peak(consume))
             sizes.append(size)
         assert sizes[1] > 3.9 * sizes[0] and sizes[1] > 5_000_000, fmt
-        assert peaks[1] < 1.3 * peaks[0], (fmt, peaks, sizes)  # four times the frames, not more memory
-        assert peaks[1] < sizes[1] / 2, (fmt, peaks, sizes)
+        # four times the frames, not more memory; the page read ahead while one is formatted
+        # (jobs/result_stream.py) may or may not be in memory at the peak of either, so a page of slack
+        page = sizes[0] * PAGE_FRAMES / 750
+        assert peaks[1] < 1.3 * peaks[0] + page, (fmt, peaks, sizes)
+        assert peaks[1] < sizes[1] / 4, (fmt, peaks, sizes)
 
 
 def test_the_child_holds_a_bounded_window_of_frames(tmp_path: Path):
@@ -259,11 +263,15 @@ def test_the_child_holds_a_bounded_window_of_frames(tmp_path: Path):
 
 
 def _spool(path: Path, frames: int) -> int:
-    """Write a spool of ``frames`` frames; returns the offset after the first half."""
+    """Write a spool of ``frames`` frames as the child does (blocks of 64); returns the offset after
+    the first half."""
     half = 0
+    block = BlockEncoder()
     with open(path, "wb") as fh:
         for i in range(frames):
-            fh.write(json.dumps(frame(i)).encode() + b"\n")
+            block.add(frame(i))
+            if block.frames == 64 or i == frames // 2 - 1 or i == frames - 1:
+                block.write(fh)
             if i == frames // 2 - 1:
                 half = fh.tell()
     return half
