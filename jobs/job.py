@@ -36,6 +36,17 @@ class Job:
     error_message: str | None
     owner_token_id: int | None = None  # the API token that submitted it; None: SQL, env token, open API
     retries: int = 0  # how often the API re-queued it after it ended (capped: jobs.store.MAX_RETRIES)
+    # one long video, many workers (migration 0007): a segment's parent, place and frames [first, stop)
+    # (stop None: to the end of the video); a split parent's number of segments
+    parent_id: int | None = None
+    segment_index: int | None = None
+    segment_first: int | None = None
+    segment_stop: int | None = None
+    segment_count: int | None = None
+    # a split parent's segments as get_visible_job/list_jobs read them (pose_segments_progress)
+    segments_done_frames: int | None = None
+    segments_succeeded: int | None = None
+    segments_running: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -56,10 +67,22 @@ class Job:
         return self.state in FINAL_STATES
 
     @property
+    def is_split(self) -> bool:
+        """A parent whose frames come from its segments (it waits for them, then stitches them)."""
+        return self.segment_count is not None
+
+    @property
+    def frames_progress(self) -> int:
+        """Frames done: a waiting parent's are its segments' together (each counting the frames it owns)."""
+        if self.state == JobState.WAITING and self.segments_done_frames is not None:
+            return self.segments_done_frames
+        return self.frames_done
+
+    @property
     def progress_percent(self) -> float | None:
         if not self.frames_total:
             return 100.0 if self.state == JobState.SUCCEEDED else None
-        return round(100.0 * min(self.frames_done, self.frames_total) / self.frames_total, 1)
+        return round(100.0 * min(self.frames_progress, self.frames_total) / self.frames_total, 1)
 
     @property
     def wait_s(self) -> float | None:

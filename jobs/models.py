@@ -73,6 +73,12 @@ jobs = Table(
     Column("error_message", Text),
     Column("owner_token_id", BigInteger, ForeignKey("pose_api_tokens.id", ondelete="SET NULL")),
     Column("retries", Integer, nullable=False),
+    # one long video, many workers (migration 0007): a segment's parent and frames [first, stop)
+    Column("parent_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE")),
+    Column("segment_index", Integer),
+    Column("segment_first", Integer),
+    Column("segment_stop", Integer),  # NULL: to the end of the video
+    Column("segment_count", Integer),  # set on a split parent
 )
 
 results = Table(
@@ -82,14 +88,16 @@ results = Table(
     Column("created_at", TS, nullable=False),
     Column("document", JSONB, nullable=False),  # everything but the frames (those are pose_frame_rows)
     Column("tracks", JSONB),  # per track: frames, first/last frame, mean score; NULL: stored without frames
+    Column("frames_deleted_at", TS),  # when retention deleted the frames (migration 0008); NULL: they are kept
 )
 
 #: One row per job × attempt × frame × person (migration 0006); a frame without people is one row with
-#: track_id NULL. SQL reads the view pose_frame_people (the job's current attempt only).
+#: track_id NULL. SQL reads the view pose_frame_people (the job's current attempt only). Partitioned by
+#: job_id ranges, without a foreign key (migration 0008: a trigger deletes a deleted job's rows).
 frame_rows = Table(
     "pose_frame_rows",
     metadata,
-    Column("job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", BigInteger, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("frame_index", Integer, nullable=False),
     Column("time_s", DOUBLE_PRECISION, nullable=False),

@@ -19,21 +19,35 @@ A window (``FrameWindow``, ``?frames=A:B``) keeps frames whose index is in [A, B
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from jobs.store import JobStore, ResultHead
 
-#: Frame indexes per page: about 1 MB of JSON for two people. CSV pages are a quarter of that (a row
-#: per keypoint).
-PAGE_FRAMES = 256
+#: Frame indexes per page: about 0.4 MB of JSON for two people (a page is formatted while the next is
+#: read, so two are held). CSV pages are a quarter of that (a row per keypoint).
+PAGE_FRAMES = 128
 CSV_PAGE_FRAMES = PAGE_FRAMES // 4
 #: Frame indexes are PostgreSQL integers.
 MAX_FRAME = 2**31 - 1
 CSV_HEADER = ("frame_index,time_s,track_id,keypoint,name,x_px,y_px,z,visibility,presence,"
               "world_x_m,world_y_m,world_z_m\n")
+
+
+class FramesDeleted(Exception):
+    """The job succeeded, but retention (POSE_RETENTION_DAYS) has deleted its frames; the job and its
+    result's small part (``pose_results``: document and per-track summary) remain."""
+
+    def __init__(self, job_id: int, deleted_at: datetime) -> None:
+        when = deleted_at.astimezone(UTC)
+        super().__init__(f"job {job_id}'s frames were deleted by retention on {when:%Y-%m-%d %H:%M} UTC")
+        self.job_id = job_id
+        self.deleted_at = deleted_at
 
 
 class ResultFormat(StrEnum):
@@ -78,10 +92,13 @@ def open_result(
     window: FrameWindow = FrameWindow(),
 ) -> Iterator[str] | None:
     """The result as pieces of text, or None when the job has no result (not succeeded, missing, or
-    not ``visible_to`` the caller). The head is read here, the frames as the iterator is consumed."""
+    not ``visible_to`` the caller); FramesDeleted when retention deleted its frames. The head is read
+    here, the frames as the iterator is consumed."""
     head = store.result_head(job_id, visible_to=visible_to)
     if head is None:
         return None
+    if head.frames_deleted_at is not None:
+        raise FramesDeleted(job_id, head.frames_deleted_at)
     if fmt is ResultFormat.NDJSON:
         return _ndjson(store, job_id, head, window)
     if fmt is ResultFormat.CSV:
@@ -101,10 +118,50 @@ def _pages(
         yield start, min(stop, start + page)
 
 
-def _frames(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[list[str]]:
-    """The frames page by page, each a list of result@1 frame objects as JSON text."""
-    for first, stop in _pages(store, job_id, head, window):
-        yield list(_frame_objects(store.result_rows(job_id, head.attempt, first, stop)))
+def _page_rows(
+    store: JobStore, job_id: int, head: ResultHead, window: FrameWindow, page: int = PAGE_FRAMES
+) -> Iterator[list[Any]]:
+    """The rows of each page, the next page read (on a thread of ``_prefetcher()``) while this one is
+    turned into text: PostgreSQL formats one page's numbers while Python formats the other's, so the
+    two add up to the slower of them, not their sum. Two pages at most are held; a reader that stops
+    early leaves at most one page being read, which is then dropped."""
+    pages = _pages(store, job_id, head, window, page)
+
+    def read_next() -> Future[list[Any]] | None:
+        span = next(pages, None)
+        return None if span is None else _prefetcher().submit(store.result_rows, job_id, head.attempt, *span)
+
+    ahead = read_next()
+    while ahead is not None:
+        held = [ahead.result()]
+        ahead = read_next()
+        yield held.pop()  # the consumer holds the only reference: a page is freed as soon as it is used
+
+
+#: Reads the next page of every result being streamed (a page each): a few threads for the process.
+PREFETCH_THREADS = 4
+_prefetch: ThreadPoolExecutor | None = None
+_prefetch_lock = threading.Lock()
+
+
+def _prefetcher() -> ThreadPoolExecutor:
+    global _prefetch
+    with _prefetch_lock:
+        if _prefetch is None:
+            _prefetch = ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="pose-result-pages")
+        return _prefetch
+
+
+def _frames(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow, sep: str) -> Iterator[str]:
+    """The frames page by page, each page its result@1 frame objects as JSON text joined by ``sep``
+    (nothing for a page without frames). Each page's rows and frames are let go before it is handed
+    on, so memory holds a page of text and the page read ahead, whatever the video's length."""
+    for rows in _page_rows(store, job_id, head, window):
+        frames = list(_frame_objects(rows))
+        del rows
+        text = sep.join(frames)
+        del frames
+        yield text
 
 
 def _frame_objects(rows: list[Any]) -> Iterator[str]:
@@ -124,8 +181,20 @@ def _frame_objects(rows: list[Any]) -> Iterator[str]:
 
 
 def _points(text: str, size: int) -> str:
-    values = text.split(",") if text else []
-    return ",".join("[" + ",".join(values[i:i + size]) + "]" for i in range(0, len(values), size))
+    """``a,b,c,...`` as points of ``size`` values, ``[a,b,c],[...]``: one format string per shape (cached),
+    filled in one call, rather than a join per point."""
+    if not text:
+        return ""
+    values = text.split(",")
+    pattern = _POINTS.get((len(values), size))
+    if pattern is None:
+        if len(values) % size or len(_POINTS) >= 64:  # a ragged or unusual shape: point by point
+            return ",".join("[" + ",".join(values[i:i + size]) + "]" for i in range(0, len(values), size))
+        pattern = _POINTS[len(values), size] = ",".join(["[" + ",".join(["%s"] * size) + "]"] * (len(values) // size))
+    return pattern % tuple(values)
+
+
+_POINTS: dict[tuple[int, int], str] = {}
 
 
 def _person(row: Any) -> str:
@@ -142,26 +211,29 @@ def _json(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -
         return
     inner = body[1:-1].strip()
     yield "{" + inner + ("," if inner else "") + '"frames":['
-    sep = ""
-    for frames in _frames(store, job_id, head, window):
+    sep = False
+    for frames in _frames(store, job_id, head, window, ","):
         if frames:
-            yield sep + ",".join(frames)
-            sep = ","
+            if sep:
+                yield ","  # a piece of its own: a page of text is never copied to prepend it
+            yield frames
+            sep = True
     yield "]}"
 
 
 def _ndjson(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
-    for frames in _frames(store, job_id, head, window):
+    for frames in _frames(store, job_id, head, window, "\n"):
         if frames:
-            yield "\n".join(frames) + "\n"
+            yield frames
+            yield "\n"
 
 
 def _csv(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
     yield CSV_HEADER
     names = [_csv_field(str(n)) for n in json.loads(head.document).get("keypoint_names") or []]
-    for first, stop in _pages(store, job_id, head, window, CSV_PAGE_FRAMES):
+    for rows in _page_rows(store, job_id, head, window, CSV_PAGE_FRAMES):
         lines: list[str] = []
-        for row in store.result_rows(job_id, head.attempt, first, stop):
+        for row in rows:
             if row.track_id is None:
                 continue
             prefix = f"{row.frame_index},{row.time_s},{row.track_id},"

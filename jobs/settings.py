@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     body_timeout_s: PositiveSeconds = setting(3600.0, "408 when a request body takes longer than this in all",
                                               commands=(WEB,))
     retention_days: float | None = setting(
-        None, "uploads are deleted this many days after their jobs end (unset: kept for ever)",
-        commands=(WEB,), gt=0)
+        None, "uploads and per-frame rows are deleted this many days after their jobs end (unset: kept for ever)",
+        commands=(WEB, WORKER), gt=0)
     timeout_s: PositiveSeconds = setting(
         1800.0, "default per-job deadline, stretched to frames x timeout_per_frame_s for long videos (a job's "
                 "timeout_s overrides both)", commands=(WORKER,))
@@ -69,6 +69,9 @@ class Settings(BaseSettings):
              "its frame count (0: a fixed deadline)", commands=(WORKER,), ge=0)
     stall_s: PositiveSeconds = setting(300.0, "a pipeline child that reports no progress for this long is killed "
                                               "(timeout)", commands=(WORKER,))
+    segment_s: float = setting(
+        600.0, "a video longer than this many seconds is split into segment jobs that any workers run at once "
+               "(a job's params.segment_s overrides it; 0: never split)", commands=(WORKER,), ge=0)
     lease_s: PositiveSeconds = setting(15.0, "a running job's lease: a silent worker loses its job after it",
                                        commands=(WEB, WORKER))
     heartbeat_s: PositiveSeconds = setting(2.0, "how often a worker renews its lease", commands=(WORKER,))

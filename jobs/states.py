@@ -8,6 +8,7 @@ from enum import StrEnum
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"  # split into segment jobs, waiting for them (then queued again to stitch them)
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -25,6 +26,10 @@ TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
         (JobState.RUNNING, JobState.FAILED),
         (JobState.RUNNING, JobState.CANCELLED),
         (JobState.RUNNING, JobState.QUEUED),
+        (JobState.RUNNING, JobState.WAITING),
+        (JobState.WAITING, JobState.QUEUED),
+        (JobState.WAITING, JobState.FAILED),
+        (JobState.WAITING, JobState.CANCELLED),
         (JobState.FAILED, JobState.QUEUED),
         (JobState.CANCELLED, JobState.QUEUED),
     }

@@ -11,12 +11,13 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import Buffer
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
@@ -101,6 +102,29 @@ def _copy(
         raise DBAPIError.instance(sql, {}, exc, psycopg.Error, connection_invalidated=dead) from exc
 
 
+#: What frames a binary COPY's data: the signature, flags and header extension, and the end marker.
+COPY_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_BINARY_TRAILER = b"\xff\xff"
+
+
+def _copy_tuples(conn: psycopg.Connection[Any], name: str, tuples: Iterable[Buffer], limit: float | None) -> None:
+    """COPY data that is already binary COPY tuples (named statement ``name``, FORMAT BINARY) within
+    ``limit`` seconds, with _execute's error translation: the pieces go to the server as they are."""
+    sql = driver_sql(name)
+    cutoff = Cutoff()
+    try:
+        with deadline(_socket_of(conn), limit) as cutoff, conn.cursor() as cur, cur.copy(sql) as copy:
+            copy.write(COPY_BINARY_HEADER)
+            for piece in tuples:
+                copy.write(memoryview(piece))  # the driver sends a large piece in slices: views, not copies
+            copy.write(COPY_BINARY_TRAILER)
+    except psycopg.Error as exc:
+        dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
+        if cutoff.fired:
+            exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
+        raise DBAPIError.instance(sql, {}, exc, psycopg.Error, connection_invalidated=dead) from exc
+
+
 class Statements:
     """Named statements on one connection: what ``JobStore.transaction()`` hands its block."""
 
@@ -119,6 +143,24 @@ class Statements:
 
     def copy(self, name: str, /, types: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
         _copy(self._conn, name, types, rows, self._limit)
+
+    def copy_tuples(self, name: str, /, tuples: Iterable[Buffer]) -> None:
+        _copy_tuples(self._conn, name, tuples, self._limit)
+
+
+class Session(Statements):
+    """Named statements on one autocommit connection (``JobStore.session()``): each runs alone, or
+    several in one ``transaction()``."""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """The block's statements in one transaction, committed when it ends normally."""
+        try:
+            with self._conn.transaction():
+                yield self
+        except psycopg.Error as exc:  # the commit or rollback itself failed
+            dead = self._conn.broken
+            raise DBAPIError.instance("COMMIT", {}, exc, psycopg.Error, connection_invalidated=dead) from exc
 
 
 class _Default:
@@ -222,6 +264,22 @@ class JobStore:
         finally:
             fairy.close()
 
+    @contextlib.contextmanager
+    def session(self, *, timeout_s: float | None | _Default = DEFAULT) -> Iterator[Session]:
+        """One connection for a sequence of named statements, each its own transaction unless grouped
+        with ``Session.transaction()``: for a duty that holds a session-level advisory lock across
+        several short transactions (jobs/retention.py). A block that ends with an exception closes the
+        connection instead of pooling it, so nothing the session held (a lock, a setting) outlives it."""
+        fairy = self._checkout("session", {})
+        limit = self.call_timeout_s if isinstance(timeout_s, _Default) else timeout_s
+        try:
+            yield Session(fairy.driver_connection, limit)
+        except BaseException:
+            fairy.invalidate()
+            raise
+        finally:
+            fairy.close()
+
     def _one(self, name: str, /, call_timeout: float | None | _Default = DEFAULT, **params: Any) -> Any:
         return self._run(name, params, lambda cur: cur.fetchone(), timeout_s=call_timeout)
 
@@ -299,8 +357,6 @@ class JobStore:
     def get(self, job_id: int, *, visible_to: int | None = None) -> Job | None:
         """The job, or None. ``visible_to`` (a token id) limits the answer to that token's own jobs:
         another's job is None, exactly like a missing one, so ids reveal nothing across tenants."""
-        if visible_to is None:
-            return self._job("get_job", id=job_id)
         return self._job("get_visible_job", id=job_id, visible_to=visible_to)
 
     def list_jobs(
@@ -311,10 +367,11 @@ class JobStore:
         before_id: int | None = None,
         limit: int = 50,
         visible_to: int | None = None,
+        parent_id: int | None = None,
     ) -> list[Job]:
-        rows = self._all(
-            "list_jobs", state=state, since=since, before_id=before_id, limit=limit, visible_to=visible_to
-        )
+        """Newest first: the jobs clients submitted, or with ``parent_id`` that split job's segments."""
+        rows = self._all("list_jobs", state=state, since=since, before_id=before_id, limit=limit,
+                         visible_to=visible_to, parent_id=parent_id)
         return [Job.from_row(r) for r in rows]
 
     def result(self, job_id: int) -> dict[str, Any] | None:
@@ -331,7 +388,7 @@ class JobStore:
         row = self._one("get_result_head", id=job_id, visible_to=visible_to)
         if row is None:
             return None
-        return ResultHead(row.document, int(row.attempt), bool(row.has_frames))
+        return ResultHead(row.document, int(row.attempt), bool(row.has_frames), row.frames_deleted_at)
 
     def frame_bounds(self, job_id: int, attempt: int) -> tuple[int, int] | None:
         """The first and last frame index stored for the attempt; None when it stored none."""
@@ -401,6 +458,49 @@ class JobStore:
                 indexes = [int(f["index"]) for f in frames]
                 tx.exec("clear_frame_range", id=job.id, attempt=job.attempt, first=min(indexes), last=max(indexes))
             tx.copy("copy_frame_rows", FRAME_ROW_TYPES, frame_rows(job.id, job.attempt, frames))
+        return True
+
+    def store_frame_tuples(
+        self,
+        job: Job,
+        worker_id: str,
+        tuples: Sequence[Buffer],
+        first: int,
+        last: int,
+        *,
+        first_batch: bool,
+        repeat: bool = False,
+    ) -> bool:
+        """store_frames for rows that are binary COPY tuples already (copy_frame_rows' columns, this job's
+        id and attempt in every row: worker/frame_spool.py), of frames ``first`` to ``last``. Fenced by
+        (job, worker, attempt) in the same transaction; False (nothing written) when the worker no
+        longer owns the attempt. ``first_batch`` clears the job's older rows first; ``repeat`` (the
+        batch is sent again after an error) replaces the rows of its frames, so it is stored once.
+
+        An ordinary batch is COPYed before the fence, which is its last statement: the job's row is
+        then share-locked from the fence to the commit, not for the whole COPY, so the heartbeat's
+        updates of the job never queue behind frames (nor starve behind two overlapping batches). A
+        rescue that commits before the fence makes it find nothing and the batch is rolled back; one
+        that comes after waits for the commit, and its successor's first batch deletes these rows."""
+        size = sum(len(memoryview(t)) for t in tuples)
+        try:
+            with self.transaction(timeout_s=self._bulk_timeout(size)) as tx:
+                if first_batch or repeat:
+                    if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
+                        return False
+                    if first_batch:
+                        tx.exec("clear_job_frames", id=job.id)
+                    else:
+                        tx.exec("clear_frame_range", id=job.id, attempt=job.attempt, first=first, last=last)
+                    if tuples:
+                        tx.copy_tuples("copy_frame_rows", tuples)
+                    return True
+                if tuples:
+                    tx.copy_tuples("copy_frame_rows", tuples)
+                if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
+                    raise _FencedOut
+        except _FencedOut:
+            return False
         return True
 
     def _finish_succeeded(
@@ -495,6 +595,47 @@ class JobStore:
         rows = self._all("rescue_expired", retry_base_s=retry_base_s, retry_cap_s=retry_cap_s,
                          rescuer_id=rescuer_id)
         return [(r.id, r.state, r.attempt) for r in rows]
+
+    # ---- segments: one long video, many workers (jobs/sql/segments.sql) -------------------------
+    def split(self, job: Job, worker_id: str, frames_total: int, cuts: Sequence[tuple[int, int | None]]) -> Outcome:
+        """Make the claimed ``job`` a waiting parent of one queued segment job per ``(first, stop)``."""
+        row = self._one("split_job", id=job.id, worker_id=worker_id, attempt=job.attempt, frames_total=frames_total,
+                        firsts=[c[0] for c in cuts], stops=[c[1] for c in cuts])
+        return Outcome(JobState(row.state) if row is not None else None)
+
+    def segments(self, parent_id: int) -> list[Any]:
+        """A parent's segments in order: id, segment_index, segment_first, segment_stop, attempt, state,
+        frames_done, frames_total, document (text, or None), tracks (the summary, or None)."""
+        return self._all("job_segments", id=parent_id)
+
+    def segment_boxes(self, job_id: int, attempt: int, first: int, stop: int) -> dict[int, dict[int, list[float]]]:
+        """{track id: {frame: bbox}} of a segment's frames [first, stop)."""
+        boxes: dict[int, dict[int, list[float]]] = {}
+        for row in self._all("segment_boxes", id=job_id, attempt=attempt, first=first, stop=stop):
+            boxes.setdefault(row.track_id, {})[row.frame_index] = list(row.bbox)
+        return boxes
+
+    def stitch(self, parent: Job, worker_id: str, parts: Sequence[StitchPart], document_json: str,
+               frames_done: int) -> Outcome:
+        """The parent's frames from its segments' (each part's frames [first, stop), its track ids
+        mapped to the parent's) and its success, in one transaction: the segments' rows go only with
+        the parent's success, so a stitch interrupted anywhere can simply run again. No row lock is
+        held on the parent until its success (its heartbeat keeps extending the lease meanwhile); the
+        success statement is the fence, and without it nothing of the stitch is committed."""
+        rows = sum(p.rows for p in parts)
+        with self.transaction(timeout_s=self._bulk_timeout(rows * 2048)) as tx:
+            tx.exec("clear_job_frames", id=parent.id)
+            for part in parts:
+                tx.exec("stitch_segment", parent_id=parent.id, parent_attempt=parent.attempt, segment_id=part.job_id,
+                        segment_attempt=part.attempt, first=part.first, stop=part.stop,
+                        local_ids=list(part.track_ids), parent_ids=list(part.track_ids.values()))
+            done = tx.one("finish_succeeded", id=parent.id, worker_id=worker_id, attempt=parent.attempt,
+                          document=document_json, has_frames=True, frames_done=frames_done, frames_total=frames_done)
+            if done is None:
+                raise NotOwned(parent.id)
+            for part in parts:
+                tx.exec("clear_segment_frames", id=part.job_id)
+        return Outcome(JobState.SUCCEEDED)
 
     # ---- workers registry ----------------------------------------------------------------------
     def register_worker(self, worker_id: str, *, host: str, pid: int, gpu: str | None, mode: str) -> None:
@@ -602,6 +743,32 @@ def _socket_of(conn: psycopg.Connection[Any]) -> int:
         return -1
 
 
+class NotOwned(Exception):
+    """The worker no longer owns the job it was finishing (rescued, released): nothing was written."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} no longer belongs to this worker")
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class StitchPart:
+    """What a parent takes from one segment: frames [first, stop) (stop None: all the rest) of the
+    segment's ``attempt``, its track ids mapped by ``track_ids`` (segment's -> parent's); ``rows``
+    about how many rows that is (for the statement's deadline)."""
+
+    job_id: int
+    attempt: int
+    first: int
+    stop: int | None
+    track_ids: Mapping[int, int]
+    rows: int
+
+
+class _FencedOut(Exception):
+    """Rolls back a frame batch whose fence found the attempt gone."""
+
+
 class UploadTooLarge(Exception):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"upload exceeds the limit of {max_bytes} bytes")
@@ -628,6 +795,8 @@ class ResultHead:
     document: str
     attempt: int
     has_frames: bool
+    #: when retention deleted the frames (jobs/retention.py); None while they are kept
+    frames_deleted_at: datetime | None = None
 
 
 #: pose_frame_rows' columns as COPY sends them (the copy_frame_rows statement).

@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any
 
-from worker.pipeline.contract import BadInput, ProgressFn
+from worker.pipeline.contract import BadInput, ProgressFn, VideoSpan
 
 
 def _document(frames: int) -> dict[str, Any]:
@@ -232,6 +232,46 @@ class StreamingPipeline:
 
 def create_streaming():
     return StreamingPipeline()
+
+
+class SplittablePipeline:
+    """A splittable streaming pipeline (contract.py's ``probe`` and ``frame_range``): a made-up video of
+    ``params["frames"]`` frames at 30 fps with ``params["people"]`` people whose boxes depend only on the
+    frame and the person, so every segment sees the same people in the same places, under track ids of
+    its own (person + 100 × the segment's first frame) that stitching has to join. A segment that
+    starts at ``params["fail_from"]`` fails (bad_input); ``frame_s`` slows every frame down."""
+
+    emits_frames = True
+
+    def probe(self, video_path: str, params: dict[str, Any]) -> VideoSpan:
+        return VideoSpan(int(params.get("frames", 3)), 30.0)
+
+    def __call__(self, video_path: str, params: dict[str, Any], progress: ProgressFn, emit_frame: Any = None,
+                 frame_range: tuple[int, int | None] | None = None) -> dict[str, Any]:
+        frames, people = int(params.get("frames", 3)), int(params.get("people", 2))
+        first, stop = frame_range or (0, None)
+        stop = frames if stop is None else min(stop, frames)
+        if params.get("fail_from") is not None and first == int(params["fail_from"]):
+            raise BadInput(f"segment from frame {first} is unreadable")
+        for i in range(first, stop):
+            if params.get("frame_s"):
+                time.sleep(float(params["frame_s"]))
+            emit_frame({"index": i, "time_s": round(i / 30.0, 6),
+                        "people": [{**person(i, t), "track_id": t + 100 * first} for t in range(1, people + 1)]})
+            progress(i + 1 - first, stop - first)
+        return {
+            "schema": "pose-service/result@1",
+            "video": {"width": 64, "height": 48, "fps": 30.0, "frames": stop - first,
+                      "duration_s": round(stop / 30.0, 6), "rotation": 0, "skipped_frames": 0},
+            "model": {"name": "fake-split", "backend": "test", "device": "cpu", "weights_sha256": "-"},
+            "keypoint_names": [f"kp{i}" for i in range(33)],
+            "skeleton": [[0, 1]],
+            "timings": {"decode_s": 0.25, "inference_s": 0.5, "total_s": 1.0},
+        }
+
+
+def create_splittable():
+    return SplittablePipeline()
 
 
 def create_noop():

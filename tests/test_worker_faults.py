@@ -139,7 +139,7 @@ def test_statements_that_claim_are_never_repeated_blindly():
     from jobs.queries import runs_once
 
     assert runs_once("claim_job") and runs_once("finish_succeeded_and_claim") and runs_once("submit_job")
-    assert not runs_once("extend_lease") and not runs_once("get_job")
+    assert not runs_once("extend_lease") and not runs_once("get_visible_job")
 
 
 # ---- 3. a half-open connection --------------------------------------------------------------------

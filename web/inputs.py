@@ -116,6 +116,9 @@ class ListJobsQuery(_Input):
         default=None, description="the last page's next_cursor"
     )
     limit: Annotated[int, Field(ge=1, le=LIST_MAX), QUERY_INT] = LIST_DEFAULT
+    parent_id: Annotated[int, Field(ge=1, le=MAX_JOB_ID), QUERY_INT] | None = Field(
+        default=None, description="the segments of this split job (without it: jobs clients submitted, no segments)"
+    )
 
 
 class StatsQuery(_Input):

@@ -106,6 +106,24 @@ class JobError(_Answer):
     message: str | None
 
 
+class SegmentOf(_Answer):
+    """A segment job's place: frames [first_frame, stop_frame) of its parent's video."""
+
+    parent_id: int
+    index: int
+    first_frame: int
+    stop_frame: int | None = Field(description="exclusive; null: to the end of the video")
+
+
+class Segments(_Answer):
+    """A split job's segments (GET /v1/jobs?parent_id= lists them); progress counts their frames."""
+
+    count: int
+    succeeded: int | None = Field(description="while the job waits for them")
+    running: int | None = Field(description="while the job waits for them")
+    list: str = Field(description="where to list them")
+
+
 class Links(_Answer):
     self: str
     result: str
@@ -129,6 +147,8 @@ class JobView(_Answer):
     timeout_s: float | None
     idempotency_key: str | None
     owner_token_id: int | None = Field(description="the API token that submitted it; null: SQL, env token, open API")
+    segment_of: SegmentOf | None = Field(description="set on a segment job (a stretch of a split job's video)")
+    segments: Segments | None = Field(description="set on a job split into segment jobs")
     links: Links
 
     @classmethod
@@ -156,7 +176,7 @@ class JobView(_Answer):
             params=job.params,
             video=video,
             progress=Progress(
-                frames_done=job.frames_done, frames_total=job.frames_total, percent=job.progress_percent
+                frames_done=job.frames_progress, frames_total=job.frames_total, percent=job.progress_percent
             ),
             attempts=Attempts(attempt=job.attempt, max_attempts=job.max_attempts, retries=job.retries),
             timings=Timings(
@@ -173,6 +193,12 @@ class JobView(_Answer):
             timeout_s=job.timeout_s,
             idempotency_key=job.idempotency_key,
             owner_token_id=job.owner_token_id,
+            segment_of=None if job.parent_id is None or job.segment_index is None else SegmentOf(
+                parent_id=job.parent_id, index=job.segment_index, first_frame=job.segment_first or 0,
+                stop_frame=job.segment_stop),
+            segments=None if job.segment_count is None else Segments(
+                count=job.segment_count, succeeded=job.segments_succeeded, running=job.segments_running,
+                list=f"/v1/jobs?parent_id={job.id}"),
             links=Links(
                 self=f"/v1/jobs/{job.id}", result=f"/v1/jobs/{job.id}/result", events=f"/v1/jobs/{job.id}/events"
             ),

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from jobs.job import Job
-from jobs.result_stream import open_result
+from jobs.result_stream import FramesDeleted, open_result
 from jobs.states import JobState
 from jobs.store import MAX_RETRIES, JobStore
 from web.auth import principal_of
@@ -73,12 +73,16 @@ async def get_result(request: Request) -> Response:
     """The result, streamed from PostgreSQL a page of frames at a time (jobs/result_stream.py), so the
     web process holds one page whatever the video's length; gzip is applied, as it streams, by the
     route's GZipMiddleware when the client accepts it. ``?frames=A:B`` keeps frames [A, B);
-    ``?format=ndjson|csv`` chooses another representation."""
+    ``?format=ndjson|csv`` chooses another representation. 410 once retention deleted the frames."""
     query = validated(ResultQuery, query_params(request), query=True)
     job_id = job_id_of(request)
     store = ctx(request).store
     visible_to = principal_of(request).visible_to
-    pieces = await db(open_result, store, job_id, visible_to=visible_to, fmt=query.format, window=query.window)
+    try:
+        pieces = await db(open_result, store, job_id, visible_to=visible_to, fmt=query.format, window=query.window)
+    except FramesDeleted as gone:
+        raise ApiError(410, ErrorCode.FRAMES_EXPIRED, f"{gone}, POSE_RETENTION_DAYS after the job ended; the job "
+                       "and its result's summary (pose_results) remain") from None
     if pieces is not None:
         return StreamingResponse(_in_db_threads(pieces), media_type=query.format.media_type)
     job = await db(store.get, job_id, visible_to=visible_to)
@@ -115,6 +119,7 @@ async def list_jobs(request: Request) -> Response:
         before_id=before_id,
         limit=query.limit + 1,
         visible_to=principal_of(request).visible_to,
+        parent_id=query.parent_id,
     )
     more = len(jobs) > query.limit
     jobs = jobs[: query.limit]
@@ -146,13 +151,17 @@ async def cancel_job(request: Request) -> Response:
 
 async def retry_job(request: Request) -> Response:
     """A failed or cancelled job back to the queue, at most MAX_RETRIES times per job (409 past it),
-    and never once retention has deleted its upload (409: nothing left to run)."""
+    and never once retention has deleted its upload (409: nothing left to run); a segment only
+    through its parent (409)."""
     job_id = job_id_of(request)
     store = ctx(request).store
     visible_to = principal_of(request).visible_to
     job = await db(store.retry, job_id, visible_to=visible_to)
     if job is None:
         existing = await _existing_job(store, job_id, visible_to)
+        if existing.parent_id is not None:
+            raise ApiError(409, ErrorCode.NOT_RETRYABLE,
+                           f"job {job_id} is a segment of job {existing.parent_id}; retry job {existing.parent_id}")
         if existing.state not in (JobState.FAILED, JobState.CANCELLED):
             raise ApiError(
                 409,

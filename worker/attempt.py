@@ -35,17 +35,20 @@ class AttemptStatus(StrEnum):
     FAILED = "failed"  # with an ErrorKind
     CANCELLED = "cancelled"  # a cancel request stopped it
     RELEASED = "released"  # the worker is shutting down; the job goes back to the queue
+    SPLIT = "split"  # too long for one worker: the child measured it, the job becomes segment jobs
 
 
 @dataclass(frozen=True)
 class AttemptOutcome:
-    """succeeded, or failed with an ErrorKind; ``cancelled``/``released`` when the worker stopped it."""
+    """succeeded, or failed with an ErrorKind; ``cancelled``/``released`` when the worker stopped it;
+    ``split`` when the child found the video too long for one job."""
 
     status: AttemptStatus
     kind: ErrorKind | None = None
     message: str = ""
     frames_done: int = 0
     frames_total: int | None = None
+    fps: float | None = None  # SPLIT: the video's frame rate (frames_total: its frame count)
 
     def __post_init__(self) -> None:
         # a word that is no status fails here, where it is made, not later when it is recorded
@@ -112,6 +115,8 @@ def run_attempt(
                         controls.frames_ready(msg.end)
                 elif msg.type == "done":
                     return AttemptOutcome(AttemptStatus.SUCCEEDED, frames_done=msg.done, frames_total=msg.total)
+                elif msg.type == "split" and msg.total and msg.fps:
+                    return AttemptOutcome(AttemptStatus.SPLIT, frames_total=msg.total, fps=msg.fps)
                 elif msg.type == "error":
                     kind = ErrorKind(msg.kind or ErrorKind.PIPELINE_ERROR)
                     return AttemptOutcome(AttemptStatus.FAILED, kind, msg.message or "", done, total)

@@ -24,7 +24,7 @@ from jobs.job import Job
 from jobs.log_setup import bind_context, log_context
 from jobs.settings import Settings
 from jobs.states import ErrorKind
-from jobs.store import JobStore, Outcome
+from jobs.store import JobStore, NotOwned, Outcome
 from worker.attempt import AttemptControls, AttemptLimits, AttemptOutcome, AttemptStatus, run_attempt
 from worker.child_protocol import JobRequest
 from worker.child_slot import ChildSlot
@@ -36,11 +36,16 @@ from worker.heartbeat import Heartbeat
 from worker.input_staging import InputRefused, staged_video
 from worker.job_rescuer import JobRescuer
 from worker.listener import Listener
+from worker.pipeline.params import pipeline_params
 from worker.pipeline_child import ChildDied
+from worker.segments import plan_segments
+from worker.stitch import CannotStitch, stitch
 
 log = logging.getLogger(__name__)
 
 HEALTHY_FAILURES = frozenset({ErrorKind.BAD_INPUT, ErrorKind.PIPELINE_ERROR})
+#: Outcomes after which a warm child is as good as before (it answered; nothing was killed).
+HEALTHY_ENDINGS = frozenset({AttemptStatus.SUCCEEDED, AttemptStatus.SPLIT})
 
 
 def make_worker_id(gpu: str | None) -> str:
@@ -204,7 +209,13 @@ class WorkerDaemon:
         """Run one job and record its outcome; returns the next job when it was claimed in the same
         statement that recorded this one's success (warm child staying, not shutting down)."""
         with log_context(job_id=job.id, attempt=job.attempt):
-            log.info("claimed job (priority %s, attempt %s/%s)", job.priority, job.attempt, job.max_attempts)
+            log.info("claimed job (priority %s, attempt %s/%s)%s", job.priority, job.attempt, job.max_attempts,
+                     f" segment {job.segment_index} of job {job.parent_id}" if job.parent_id is not None else
+                     f" to stitch its {job.segment_count} segments" if job.is_split else "")
+            if job.is_split:
+                self._stitch(job)
+                self.jobs_done += 1
+                return None
             result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
             frames_path = result_path.with_name(result_path.name + ".frames")
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH, "worker error before the attempt ended")
@@ -223,7 +234,7 @@ class WorkerDaemon:
                 self.jobs_done += 1
                 # retiring a child (fresh mode, recycling, after a kill) waits for it to exit:
                 # done after the outcome is recorded, so it never delays finished_at
-                self.slot.finished(healthy=outcome.status is AttemptStatus.SUCCEEDED
+                self.slot.finished(healthy=outcome.status in HEALTHY_ENDINGS
                                    or (outcome.status is AttemptStatus.FAILED and outcome.kind in HEALTHY_FAILURES))
 
     def _grace_over(self) -> bool:
@@ -245,7 +256,10 @@ class WorkerDaemon:
                 self.work_dir.mkdir(parents=True, exist_ok=True)
                 child = self.slot.acquire(lambda: self._shutdown_deadline is not None
                                           and time.monotonic() >= self._shutdown_deadline)
-                request = JobRequest(job.id, video_path, job.params, str(result_path), str(writer.spool_path))
+                request = JobRequest(
+                    job.id, video_path, pipeline_params(job.params), str(result_path), str(writer.spool_path),
+                    frame_range=(job.segment_first or 0, job.segment_stop) if job.parent_id is not None else None,
+                    split_after_s=self._segment_s(job) or None if job.parent_id is None else None)
                 outcome = run_attempt(child, request, limits, controls)
         except InputRefused as exc:
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.BAD_INPUT, str(exc))
@@ -268,6 +282,44 @@ class WorkerDaemon:
                 outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH,
                                          f"worker could not run the attempt: {exc}")
         return outcome
+
+    def _segment_s(self, job: Job) -> float:
+        """How long a stretch of video one job takes before it is split (0: never split it)."""
+        own = job.params.get("segment_s") if isinstance(job.params, dict) else None
+        return float(own) if own is not None else self.settings.segment_s
+
+    def _stitch(self, job: Job) -> None:
+        """The parent's last step: its segments' frames become its own and it succeeds, in one
+        transaction (worker/stitch.py), repeated through outages like any outcome; a stitch that
+        cannot be done fails the job."""
+
+        def once() -> Outcome:
+            outcome = stitch(self.store, job, self.worker_id)
+            with self.current.ownership:
+                self.current.clear()
+            return outcome
+
+        self.heartbeat.finishing.set()  # once the stitch committed, "not running any more" is its success
+        try:
+            with_db_retry(once, "stitch the segments", give_up=self._grace_over)
+            log.info("job succeeded (stitched from %s segments)", job.segment_count)
+            return
+        except NotOwned:
+            log.warning("job no longer belonged to this worker when its stitch was to be recorded")
+            with self.current.ownership:
+                self.current.clear()
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("shutting down before the database came back: the stitch is not recorded; the job "
+                            "returns to the queue when its lease expires")
+                return
+            log.exception("stitching the segments failed")
+            message = str(exc) if isinstance(exc, CannotStitch) else describe(exc)
+        finally:
+            self.heartbeat.finishing.clear()
+        self._record(job, AttemptOutcome(AttemptStatus.FAILED, ErrorKind.PIPELINE_ERROR,
+                                         f"stitching the segments failed: {message}"), None)
 
     def _lease_gone(self) -> bool:
         """True once the lease has gone unconfirmed for longer than it lasts: another worker may
@@ -372,6 +424,9 @@ class WorkerDaemon:
         elif outcome.status is AttemptStatus.FAILED:
             log.warning("attempt failed (%s): %s -> job %s", outcome.kind,
                         outcome.message.splitlines()[0] if outcome.message else "", result.state)
+        elif outcome.status is AttemptStatus.SPLIT:
+            log.info("job split into segment jobs (%s frames at %g fps, segments of %gs) -> %s", outcome.frames_total,
+                     outcome.fps, self._segment_s(job), result.state)
         else:
             log.info("job %s (%s frames)", result.state, outcome.frames_done)
         return next_job
@@ -390,6 +445,11 @@ class WorkerDaemon:
                                       frames_stored=True), None
         if outcome.status is AttemptStatus.CANCELLED:
             return self.store.finish_cancelled(job, self.worker_id), None
+        if outcome.status is AttemptStatus.SPLIT:
+            assert outcome.frames_total and outcome.fps
+            cuts = plan_segments(outcome.frames_total, outcome.fps, self._segment_s(job))
+            return self.store.split(job, self.worker_id, outcome.frames_total,
+                                    [(c.first, c.stop) for c in cuts]), None
         if outcome.status is AttemptStatus.RELEASED:
             return self.store.release(job, self.worker_id), None
         assert outcome.kind is not None

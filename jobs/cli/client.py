@@ -20,7 +20,7 @@ from typing import Any
 
 from jobs.cli.common import add_setting_flags, open_store, settings_from
 from jobs.cli.progress import follow_job
-from jobs.result_stream import FrameWindow, ResultFormat, open_result
+from jobs.result_stream import FramesDeleted, FrameWindow, ResultFormat, open_result
 from jobs.states import JobState
 
 POLL_S = 0.5
@@ -90,13 +90,16 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def _submit_direct(args: argparse.Namespace, video: Path, params: dict[str, Any] | None) -> int:
-    from worker.pipeline.params import InvalidParams, schema_for
+    from worker.pipeline.params import InvalidParams, check_service_params, schema_for
 
     settings = settings_from(args)
     schema = schema_for(settings.pipeline) if params is not None else None
-    if schema is not None:  # refused now, as the REST API does, rather than failing later on a worker
+    if params is not None:  # refused now, as the REST API does, rather than failing later on a worker
         try:
-            schema.validate(params)
+            if schema is None:
+                check_service_params(params)
+            else:
+                schema.validate(params)
         except InvalidParams as exc:
             print(f"--params: {exc}", file=sys.stderr)
             return 2
@@ -197,7 +200,11 @@ def run_result(args: argparse.Namespace) -> int:
     fmt = ResultFormat(args.format)
     _, store = open_store(settings_from(args), pool_size=1)
     try:
-        pieces = open_result(store, args.id, fmt=fmt, window=window)
+        try:
+            pieces = open_result(store, args.id, fmt=fmt, window=window)
+        except FramesDeleted as gone:
+            print(f"{gone}; the job and its result's summary (pose_results) remain", file=sys.stderr)
+            return 1
         if pieces is None:
             job = store.get(args.id)
             print(

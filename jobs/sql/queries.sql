@@ -13,13 +13,13 @@ VALUES (:video_path, :upload_id, :priority, CAST(:params AS jsonb), :max_attempt
 ON CONFLICT ((COALESCE(owner_token_id, 0)), idempotency_key) DO NOTHING
 RETURNING *;
 
--- name: get_job
-SELECT * FROM pose_jobs WHERE id = :id;
-
 -- name: get_visible_job
--- A job as one caller may see it: :visible_to NULL sees every job, a token id only its own.
-SELECT * FROM pose_jobs
-WHERE id = :id AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to);
+-- A job as one caller may see it: :visible_to NULL sees every job, a token id only its own. A split
+-- job comes with its segments' combined progress (pose_segments_progress, migration 0007).
+SELECT j.*, sp.*
+FROM pose_jobs AS j
+LEFT JOIN LATERAL pose_segments_progress(j.id) AS sp ON j.segment_count IS NOT NULL
+WHERE j.id = :id AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to);
 
 -- name: get_job_by_idempotency_key
 SELECT * FROM pose_jobs
@@ -27,14 +27,19 @@ WHERE COALESCE(owner_token_id, 0) = COALESCE(CAST(:owner_token_id AS bigint), 0)
   AND idempotency_key = :idempotency_key;
 
 -- name: list_jobs
--- Newest first, keyset-paged on id (the cursor is the last id seen); :visible_to as in get_visible_job.
-SELECT * FROM pose_jobs
-WHERE (CAST(:state AS text) IS NULL OR state = :state)
-  AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
-  AND (CAST(:before_id AS bigint) IS NULL OR id < :before_id)
-  AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to)
-ORDER BY id DESC
-LIMIT :limit;
+-- Newest first, keyset-paged on id (the cursor is the last id seen); :visible_to and the segments'
+-- progress as in get_visible_job. Segments are listed only by :parent_id, their parent's id.
+SELECT j.*, sp.*
+FROM (SELECT * FROM pose_jobs
+      WHERE (CAST(:state AS text) IS NULL OR state = :state)
+        AND (CAST(:since AS timestamptz) IS NULL OR created_at >= :since)
+        AND (CAST(:before_id AS bigint) IS NULL OR id < :before_id)
+        AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to)
+        AND (CASE WHEN CAST(:parent_id AS bigint) IS NULL THEN parent_id IS NULL ELSE parent_id = :parent_id END)
+      ORDER BY id DESC
+      LIMIT :limit) AS j
+LEFT JOIN LATERAL pose_segments_progress(j.id) AS sp ON j.segment_count IS NOT NULL
+ORDER BY j.id DESC;
 
 -- name: claim_job
 -- once: a repeat after a lost reply would claim a second job; the first is returned to the queue by
@@ -63,26 +68,34 @@ WHERE j.id = next.id
 RETURNING j.*;
 
 -- name: record_progress
--- Progress doubles as a lease extension; no row back means the worker no longer owns the job.
+-- Progress doubles as a lease extension; no row back means the worker no longer owns the job. A
+-- segment whose parent ended (failed, cancelled) is to stop as if cancelled: cancelling the parent
+-- skips segments locked at that instant (a claim in flight), and this catches those.
 UPDATE pose_jobs
 SET frames_done = :frames_done,
     frames_total = COALESCE(CAST(:frames_total AS integer), frames_total),
     lease_expires_at = now() + make_interval(secs => :lease_s)
 WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
-RETURNING cancel_requested;
+RETURNING cancel_requested OR (parent_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM pose_jobs AS p WHERE p.id = pose_jobs.parent_id AND p.state IN ('failed', 'cancelled')))
+    AS cancel_requested;
 
 -- name: extend_lease
 UPDATE pose_jobs
 SET lease_expires_at = now() + make_interval(secs => :lease_s)
 WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
-RETURNING cancel_requested;
+RETURNING cancel_requested OR (parent_id IS NOT NULL AND EXISTS (
+    SELECT 1 FROM pose_jobs AS p WHERE p.id = pose_jobs.parent_id AND p.state IN ('failed', 'cancelled')))
+    AS cancel_requested;
 
 -- name: finish_succeeded
+-- finished_at is the statement's clock, not the transaction's start: a stitch (worker/stitch.py)
+-- copies a long video's rows in the same transaction first.
 -- :document is the result without its frames (those are the attempt's pose_frame_rows, written before);
 -- :has_frames says whether the result has frames at all (then pose_results.tracks summarises them).
 WITH done AS (
     UPDATE pose_jobs
-    SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL,
+    SET state = 'succeeded', finished_at = clock_timestamp(), lease_expires_at = NULL,
         frames_done = :frames_done, frames_total = COALESCE(CAST(:frames_total AS integer), frames_total)
     WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
     RETURNING id
@@ -101,7 +114,7 @@ RETURNING job_id;
 -- claim_job (tests/test_claim_sql.py runs the claim-order test against both).
 WITH done AS (
     UPDATE pose_jobs
-    SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL,
+    SET state = 'succeeded', finished_at = clock_timestamp(), lease_expires_at = NULL,
         frames_done = :frames_done, frames_total = COALESCE(CAST(:frames_total AS integer), frames_total)
     WHERE id = :id AND worker_id = :worker_id AND attempt = :attempt AND state = 'running'
     RETURNING id
@@ -215,32 +228,48 @@ RETURNING j.id, j.state, j.attempt;
 
 -- name: cancel_job
 -- Queued jobs are cancelled at once; running ones get a request that their worker hears (NOTIFY
--- from a trigger) and acts on. Finished jobs, and jobs the caller may not see (:visible_to as in
--- get_visible_job), are left alone.
-UPDATE pose_jobs
-SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
-    cancel_requested = true
-WHERE id = :id AND state IN ('queued', 'running')
-  AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to)
-RETURNING *;
+-- from a trigger) and acts on. A waiting parent is cancelled at once with its queued segments, and
+-- its running ones get the request (segments locked at this instant are skipped: record_progress
+-- stops them). Finished jobs, and jobs the caller may not see (:visible_to as in get_visible_job),
+-- are left alone.
+WITH target AS (
+    UPDATE pose_jobs
+    SET state = CASE WHEN state IN ('queued', 'waiting') THEN 'cancelled' ELSE state END,
+        finished_at = CASE WHEN state IN ('queued', 'waiting') THEN now() ELSE finished_at END,
+        cancel_requested = true
+    WHERE id = :id AND state IN ('queued', 'running', 'waiting')
+      AND (CAST(:visible_to AS bigint) IS NULL OR owner_token_id = :visible_to)
+    RETURNING *
+), segments AS (
+    UPDATE pose_jobs AS s
+    SET state = CASE WHEN s.state = 'queued' THEN 'cancelled' ELSE s.state END,
+        finished_at = CASE WHEN s.state = 'queued' THEN now() ELSE s.finished_at END,
+        cancel_requested = true, error_message = 'cancelled with its parent job'
+    WHERE s.id IN (SELECT c.id FROM pose_jobs AS c JOIN target AS t ON c.parent_id = t.id
+                   WHERE c.state IN ('queued', 'running') FOR UPDATE OF c SKIP LOCKED)
+)
+SELECT * FROM target;
 
 -- name: retry_job
 -- A client's retry of a finished failure: a fresh set of attempts. Each one counts in `retries`, and
 -- past :max_retries the job stays as it is, so a poison job cannot be re-queued forever. A job whose
 -- upload retention already deleted has nothing left to run and stays as it is too. Its frame rows go
--- with its attempts, which start again from 1.
+-- with its attempts, which start again from 1; a split job's segments go too (it is split again).
 WITH retried AS (
     UPDATE pose_jobs AS j
     SET state = 'queued', attempt = 0, run_after = now(), cancel_requested = false, worker_id = NULL,
         started_at = NULL, attempt_started_at = NULL, finished_at = NULL, frames_done = 0,
-        error_kind = NULL, error_message = NULL, retries = j.retries + 1
+        error_kind = NULL, error_message = NULL, retries = j.retries + 1, segment_count = NULL,
+        frames_total = CASE WHEN j.segment_count IS NULL THEN j.frames_total END
     WHERE j.id = :id AND j.state IN ('failed', 'cancelled') AND j.retries < :max_retries
+      AND j.parent_id IS NULL  -- a segment is retried through its parent
       AND (CAST(:visible_to AS bigint) IS NULL OR j.owner_token_id = :visible_to)
       AND NOT EXISTS (SELECT 1 FROM pose_uploads AS u WHERE u.id = j.upload_id AND u.deleted_at IS NOT NULL)
     RETURNING j.*
 ), cleared AS (
     DELETE FROM pose_frame_rows AS f USING retried WHERE f.job_id = retried.id
+), unsplit AS (  -- a split job is split afresh; its segments' rows and results go with them
+    DELETE FROM pose_jobs AS s USING retried WHERE s.parent_id = retried.id
 )
 SELECT * FROM retried;
 
@@ -344,36 +373,6 @@ SELECT data FROM pose_upload_chunks WHERE upload_id = :upload_id AND seq = :seq;
 
 -- name: delete_upload
 DELETE FROM pose_uploads WHERE id = :upload_id;
-
--- name: delete_expired_uploads
--- Retention (POSE_RETENTION_DAYS): the bytes of uploads whose jobs all ended more than :retention_s
--- ago are deleted; the pose_uploads row stays (the jobs refer to it) and is marked deleted_at.
--- Uploads no job refers to (a web process died between storing and submitting) go entirely once
--- they are that old. Batches of :batch rows keep each transaction short; SKIP LOCKED lets several
--- processes run it at once.
-WITH expired AS (
-    SELECT u.id, EXISTS (SELECT 1 FROM pose_jobs AS j WHERE j.upload_id = u.id) AS referenced
-    FROM pose_uploads AS u
-    WHERE u.deleted_at IS NULL
-      AND u.created_at < now() - make_interval(secs => :retention_s)
-      AND NOT EXISTS (SELECT 1 FROM pose_jobs AS j
-                      WHERE j.upload_id = u.id
-                        AND (j.finished_at IS NULL OR j.state NOT IN ('succeeded', 'failed', 'cancelled')
-                             OR j.finished_at >= now() - make_interval(secs => :retention_s)))
-    ORDER BY u.id
-    LIMIT :batch
-    FOR UPDATE OF u SKIP LOCKED
-), chunks AS (
-    DELETE FROM pose_upload_chunks AS c USING expired AS e WHERE c.upload_id = e.id AND e.referenced
-), orphans AS (  -- their chunks go by ON DELETE CASCADE
-    DELETE FROM pose_uploads AS u USING expired AS e WHERE u.id = e.id AND NOT e.referenced
-    RETURNING u.id
-), marked AS (
-    UPDATE pose_uploads AS u SET deleted_at = now()
-    FROM expired AS e WHERE u.id = e.id AND e.referenced
-    RETURNING u.id
-)
-SELECT (SELECT count(*) FROM marked) AS emptied, (SELECT count(*) FROM orphans) AS removed;
 
 -- name: schema_revision
 SELECT version_num FROM alembic_version;

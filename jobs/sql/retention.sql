@@ -2,7 +2,7 @@
 -- retention duty, jobs/retention.py. pose_frame_rows is partitioned by job id ranges (migration 0008):
 -- a partition all of whose jobs ended long enough ago is dropped whole; rows that cannot go that way
 -- (a partition held back by one job still running or recent; the DEFAULT partition) are deleted a job
--- at a time in small batches. Uploads have their own statement, delete_expired_uploads (queries.sql).
+-- at a time in small batches; uploads of jobs that ended that long ago by delete_expired_uploads (below).
 -- A job "ended before T" when it succeeded, failed or was cancelled before T, and so did its parent
 -- for a segment: pose_job_ended_before (migration 0008).
 
@@ -135,3 +135,33 @@ WITH ended AS (
 )
 SELECT (SELECT yes FROM ended) AS ended, (SELECT count(*) FROM gone) AS deleted,
        (SELECT count(*) FROM marked) AS marked;
+
+-- name: delete_expired_uploads
+-- Retention (POSE_RETENTION_DAYS): the bytes of uploads whose jobs all ended more than :retention_s
+-- ago are deleted; the pose_uploads row stays (the jobs refer to it) and is marked deleted_at.
+-- Uploads no job refers to (a web process died between storing and submitting) go entirely once
+-- they are that old. Batches of :batch rows keep each transaction short; SKIP LOCKED lets several
+-- processes run it at once.
+WITH expired AS (
+    SELECT u.id, EXISTS (SELECT 1 FROM pose_jobs AS j WHERE j.upload_id = u.id) AS referenced
+    FROM pose_uploads AS u
+    WHERE u.deleted_at IS NULL
+      AND u.created_at < now() - make_interval(secs => :retention_s)
+      AND NOT EXISTS (SELECT 1 FROM pose_jobs AS j
+                      WHERE j.upload_id = u.id
+                        AND (j.finished_at IS NULL OR j.state NOT IN ('succeeded', 'failed', 'cancelled')
+                             OR j.finished_at >= now() - make_interval(secs => :retention_s)))
+    ORDER BY u.id
+    LIMIT :batch
+    FOR UPDATE OF u SKIP LOCKED
+), chunks AS (
+    DELETE FROM pose_upload_chunks AS c USING expired AS e WHERE c.upload_id = e.id AND e.referenced
+), orphans AS (  -- their chunks go by ON DELETE CASCADE
+    DELETE FROM pose_uploads AS u USING expired AS e WHERE u.id = e.id AND NOT e.referenced
+    RETURNING u.id
+), marked AS (
+    UPDATE pose_uploads AS u SET deleted_at = now()
+    FROM expired AS e WHERE u.id = e.id AND e.referenced
+    RETURNING u.id
+)
+SELECT (SELECT count(*) FROM marked) AS emptied, (SELECT count(*) FROM orphans) AS removed;

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import traceback
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from worker.child_protocol import (
     BAD_INPUT,
@@ -32,8 +32,9 @@ from worker.child_protocol import (
     JobRequest,
 )
 from worker.exhaustion import exhausted
+from worker.frame_spool import BlockEncoder
 from worker.parent_death import die_with_parent
-from worker.pipeline.contract import BadInput, Pipeline
+from worker.pipeline.contract import BadInput, Pipeline, VideoSpan
 
 log = logging.getLogger("pose_service.child")
 PROGRESS_MIN_INTERVAL_S = 0.2
@@ -65,38 +66,52 @@ class Reporter:
 
 
 class FrameSpool:
-    """Appends a job's frames to its spool file as JSON lines and tells the worker, a batch at a time,
-    how far the file is complete (child_protocol's ``frames`` message). Holds no frame itself."""
+    """Appends a job's frames to its spool file a block at a time, already in the form the worker hands
+    to COPY (worker/frame_spool.py), and tells the worker, one ``frames`` message per block, how far the
+    file is complete (child_protocol). Holds at most one block: each frame's numbers are copied out as
+    it is added, so the pipeline may drop or reuse the frame at once."""
 
     def __init__(self, path: str, job_id: int, reporter: Reporter) -> None:
         self.path = path
-        self.file: IO[bytes] | None = None  # opened by the first frame
+        self.file: IO[bytes] | None = None  # opened by the first block
         self.job_id = job_id
         self.reporter = reporter
         self.count = 0
-        self._unsent = 0
+        self._block = BlockEncoder()
         self._oldest_unsent = 0.0
 
     def add(self, frame: dict[str, Any]) -> None:
-        if self.file is None:
-            self.file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
-        self.file.write(json.dumps(frame, separators=(",", ":"), allow_nan=False).encode() + b"\n")
+        self._block.add(frame)  # ValueError for what a result cannot hold (NaN, frames out of order)
         self.count += 1
-        if not self._unsent:
+        if self._block.frames == 1:
             self._oldest_unsent = time.monotonic()
-        self._unsent += 1
-        if self._unsent >= FRAMES_PER_MESSAGE or time.monotonic() - self._oldest_unsent >= FRAMES_MAX_DELAY_S:
+        if self._block.frames >= FRAMES_PER_MESSAGE or time.monotonic() - self._oldest_unsent >= FRAMES_MAX_DELAY_S:
             self.flush()
 
     def flush(self) -> None:
-        if self._unsent and self.file is not None:
-            self.file.flush()
-            self.reporter.send(ChildMessage("frames", job_id=self.job_id, done=self.count, end=self.file.tell()))
-            self._unsent = 0
+        if self._block.empty:
+            return
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self._block.write(self.file)
+        self.file.flush()
+        self.reporter.send(ChildMessage("frames", job_id=self.job_id, done=self.count, end=self.file.tell()))
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _split_span(pipeline: Pipeline, request: JobRequest) -> VideoSpan | None:
+    """The video's span when the worker asked whether to split the job (``split_after_s``), the
+    pipeline can tell (``probe``) and the video is longer than that; otherwise None: run it whole."""
+    probe = getattr(pipeline, "probe", None)
+    if not request.split_after_s or probe is None:
+        return None
+    span = probe(request.video_path, request.params)
+    if span is None or span.fps <= 0 or span.frames <= 0 or span.frames / span.fps <= request.split_after_s:
+        return None
+    return cast(VideoSpan, span)
 
 
 def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None:
@@ -115,10 +130,23 @@ def run_one(pipeline: Pipeline, request: JobRequest, reporter: Reporter) -> None
     tmp = request.result_path + ".tmp"
     spool: FrameSpool | None = None
     try:
+        span = _split_span(pipeline, request)
+        if span is not None:  # too long for one worker: the worker splits the job into segment jobs
+            reporter.send(ChildMessage("split", job_id=request.job_id, total=span.frames, fps=span.fps))
+            return
         spool = FrameSpool(request.spool_path, request.job_id, reporter)
+        kwargs: dict[str, Any] = {}
+        if request.frame_range is not None:
+            if getattr(pipeline, "probe", None) is None:
+                raise ValueError("this job is a segment of a longer video, and the pipeline cannot process a "
+                                 "stretch of a video (it has no probe method; worker/pipeline/contract.py)")
+            first, stop = request.frame_range
+            kwargs["frame_range"] = (first, stop)
         if getattr(pipeline, "emits_frames", False):
-            streaming: Any = pipeline
-            document = streaming(request.video_path, request.params, progress, emit_frame=spool.add)
+            kwargs["emit_frame"] = spool.add
+        if kwargs:
+            extended: Any = pipeline
+            document = extended(request.video_path, request.params, progress, **kwargs)
         else:
             document = pipeline(request.video_path, request.params, progress)
         frames = document.pop("frames", None) if isinstance(document, dict) else None

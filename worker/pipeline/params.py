@@ -34,6 +34,8 @@ class Param:
 
     def problem(self, name: str, value: Any) -> str | None:
         """Why ``value`` is not acceptable for ``name``, or None."""
+        if value is None and self.default is None:  # an optional param left out
+            return None
         # bool is an int in Python but not in JSON: true is no max_people. Bounds are only declared for
         # ints, so once the kind is checked, ``value`` is one (cast: mypy cannot see through ``kind``)
         if isinstance(value, bool) != (self.kind is bool) or not isinstance(value, self.kind):
@@ -48,17 +50,48 @@ class Param:
 _KIND_NAMES = {int: "an integer", bool: "true or false", str: "a string"}
 
 
+#: Params the service reads itself, for whichever pipeline runs: a job's ``segment_s`` overrides
+#: POSE_SEGMENT_S (the worker splits a longer video into segment jobs; 0: never split this one). The
+#: worker removes them before the pipeline sees ``params`` (:func:`pipeline_params`); a pipeline
+#: schema must not declare these names.
+SERVICE_PARAMS: Mapping[str, Param] = {
+    "segment_s": Param(int, None, lo=0, hi=86_400,
+                       doc="split a video longer than this many seconds into segments run in parallel"),
+}
+
+
+def pipeline_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` without the service's own (what a pipeline is called with)."""
+    return {k: v for k, v in (params or {}).items() if k not in SERVICE_PARAMS}
+
+
+def check_service_params(params: Mapping[str, Any] | None) -> None:
+    """InvalidParams for a service param of the wrong type or range (any pipeline, schema or not)."""
+    for name, spec in SERVICE_PARAMS.items():
+        problem = spec.problem(name, (params or {}).get(name))
+        if problem is not None:
+            raise InvalidParams(problem)
+
+
 @dataclass(frozen=True)
 class ParamsSchema:
     params: Mapping[str, Param]
 
+    def __post_init__(self) -> None:
+        clash = sorted(set(self.params) & set(SERVICE_PARAMS))
+        if clash:
+            raise ValueError(f"pipeline params {clash} are the service's own (SERVICE_PARAMS)")
+
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Every declared param, the given value or its default; InvalidParams for an unknown name or a
-        value of the wrong type or range."""
-        given = dict(params or {})
+        value of the wrong type or range. The service's own params (SERVICE_PARAMS) are checked too
+        and left out of the answer."""
+        check_service_params(params)
+        given = pipeline_params(params)
         unknown = sorted(set(given) - set(self.params))
         if unknown:
-            raise InvalidParams(f"unknown pipeline params {unknown}; allowed: {list(self.params)}")
+            allowed = list(self.params) + list(SERVICE_PARAMS)
+            raise InvalidParams(f"unknown pipeline params {unknown}; allowed: {allowed}")
         out: dict[str, Any] = {}
         for name, spec in self.params.items():
             value = given.get(name, spec.default)

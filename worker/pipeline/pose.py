@@ -35,7 +35,7 @@ from worker.pipeline.blazepose import weights
 from worker.pipeline.blazepose.crops import CropWarper
 from worker.pipeline.blazepose.detector import Detections, PoseDetector
 from worker.pipeline.blazepose.landmarks import USED_OUTPUTS, LandmarkModel
-from worker.pipeline.contract import FrameSink, ProgressFn
+from worker.pipeline.contract import FrameSink, ProgressFn, VideoSpan
 from worker.pipeline.io.overlay import OverlayWriter
 from worker.pipeline.io.result_document import FrameResult, StreamedFrames, build_document, frame_object
 from worker.pipeline.io.video_source import Frame, VideoSource
@@ -177,15 +177,26 @@ class PosePipeline:
     #: The child hands each job an ``emit_frame`` (contract.py): frames leave as they are done.
     emits_frames = True
 
+    def probe(self, video_path: str, params: dict[str, Any] | None = None) -> VideoSpan | None:
+        """The video's frame count and rate from its container, without decoding (contract.py: what
+        makes this pipeline splittable); None when the container does not say."""
+        with VideoSource(video_path) as source:
+            info = source.info
+        if info.frame_count is None or info.fps is None:
+            return None
+        return VideoSpan(info.frame_count, info.fps)
+
     def __call__(
         self,
         video_path: str,
         params: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
         emit_frame: FrameSink | None = None,
+        frame_range: tuple[int, int | None] | None = None,
     ) -> dict[str, Any]:
         """The result document; with ``emit_frame`` each frame goes to it when done and the document
-        comes back without ``frames`` (memory stays flat whatever the video's length)."""
+        comes back without ``frames`` (memory stays flat whatever the video's length). With
+        ``frame_range`` only those frames (a segment job's, contract.py)."""
         started = time.perf_counter()
         opts = RunOptions.from_params(params)
         if opts.overlay is not None and not self.allow_overlay:
@@ -199,8 +210,11 @@ class PosePipeline:
         # Video mode runs re-detections for the next chunk on this thread while landmarks run on the
         # main one. Only on the CPU (where the decoder leaves part of a core idle) and with a spare core.
         helper = ThreadPoolExecutor(1, "pose-detect-ahead") if device.type == "cpu" and _cores() > 1 else None
-        with VideoSource(video_path) as source:
+        with VideoSource(video_path, frame_range=frame_range) as source:
             info = source.info
+            total = info.frame_count
+            if total is not None and frame_range is not None:
+                total = max(0, min(total, frame_range[1] or total) - frame_range[0])
             overlay = OverlayWriter(opts.overlay, info.width, info.height, info.fps) if opts.overlay else None
             try:
                 if opts.mode == "static":
@@ -223,7 +237,7 @@ class PosePipeline:
                         if overlay is not None:
                             overlay.write(frame.image, persons)
                     if progress is not None:
-                        progress(emitted + len(results), info.frame_count)
+                        progress(emitted + len(results), total)
             finally:
                 if helper is not None:
                     helper.shutdown(wait=True, cancel_futures=True)

@@ -74,8 +74,13 @@ class VideoSource:
     After iteration, ``frames_decoded``, ``frames_lost`` and ``decode_s`` describe the decode.
     """
 
-    def __init__(self, path: str | os.PathLike[str], queue_size: int = 16) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], queue_size: int = 16, frame_range: tuple[int, int | None] | None = None
+    ) -> None:
+        """``frame_range=(first, stop)``: only frames ``first <= index < stop`` (stop None: to the end),
+        with their indices and times in the whole video (a segment job's stretch)."""
         self.path = os.fspath(path)
+        self.first, self.stop = frame_range if frame_range is not None else (0, None)
         self._check_file()
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
@@ -139,11 +144,18 @@ class VideoSource:
         index = int(round(time_s * fps))
         return index if index > last_index else last_index + 1
 
+    def _seek(self) -> None:
+        """Start near ``first``: FFmpeg seeks to the key frame before it and decodes forward, and any
+        frame still before ``first`` is dropped by its index (from its timestamp)."""
+        if self.first > 0:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, self.first)
+
     def _decode(self) -> None:
         cap = self._cap
-        last_index = -1
+        last_index = self.first - 1
         failures = 0
         try:
+            self._seek()
             while not self._stop.is_set():
                 t0 = time.perf_counter()
                 ok = cap.grab()
@@ -158,7 +170,11 @@ class VideoSource:
                     continue
                 failures = 0
                 time_s = max(cap.get(cv2.CAP_PROP_POS_MSEC), 0.0) / 1000.0
+                if self.first and self.info.fps is not None and round(time_s * self.info.fps) < self.first:
+                    continue  # decoded from the key frame before the segment's first frame
                 index = self._frame_index(time_s, last_index)
+                if self.stop is not None and index >= self.stop:
+                    break
                 self.frames_lost += index - last_index - 1
                 last_index = index
                 t0 = time.perf_counter()
@@ -166,8 +182,10 @@ class VideoSource:
                 self.decode_s += time.perf_counter() - t0
                 self.frames_decoded += 1
                 self._put(Frame(index, time_s, image))
-            if self.info.frame_count is not None:
-                self.frames_lost += max(0, self.info.frame_count - (last_index + 1))
+            expected = self.info.frame_count
+            if expected is not None:
+                end = expected if self.stop is None else min(expected, self.stop)
+                self.frames_lost += max(0, end - (last_index + 1))
             self._put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
