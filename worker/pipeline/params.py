@@ -23,13 +23,14 @@ class InvalidParams(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: its JSON type (``int``, ``bool``, ``str``), default, allowed values or range."""
+    """One parameter: its JSON type (``int``, ``float``, ``bool``, ``str``), default, allowed values or range.
+    A ``float`` param also takes a JSON integer (``6`` for ``6.0``)."""
 
     kind: type
     default: Any
     choices: tuple[Any, ...] | None = None
-    lo: int | None = None
-    hi: int | None = None
+    lo: float | None = None
+    hi: float | None = None
     doc: str = ""
 
     def problem(self, name: str, value: Any) -> str | None:
@@ -37,17 +38,18 @@ class Param:
         if value is None and self.default is None:  # an optional param left out
             return None
         # bool is an int in Python but not in JSON: true is no max_people. Bounds are only declared for
-        # ints, so once the kind is checked, ``value`` is one (cast: mypy cannot see through ``kind``)
-        if isinstance(value, bool) != (self.kind is bool) or not isinstance(value, self.kind):
+        # numbers, so once the kind is checked, ``value`` is one (cast: mypy cannot see through ``kind``)
+        kinds: tuple[type, ...] = (int, float) if self.kind is float else (self.kind,)
+        if isinstance(value, bool) != (self.kind is bool) or not isinstance(value, kinds):
             return f"{name} must be {_KIND_NAMES.get(self.kind, self.kind.__name__)}, got {value!r}"
         if self.choices is not None and value not in self.choices:
             return f"{name} must be one of {', '.join(repr(c) for c in self.choices)}, got {value!r}"
-        if self.lo is not None and self.hi is not None and not self.lo <= cast(int, value) <= self.hi:
+        if self.lo is not None and self.hi is not None and not self.lo <= cast(float, value) <= self.hi:
             return f"{name} must be between {self.lo} and {self.hi}, got {value!r}"
         return None
 
 
-_KIND_NAMES = {int: "an integer", bool: "true or false", str: "a string"}
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 #: Params the service reads itself, for whichever pipeline runs: a job's ``segment_s`` overrides

@@ -1,0 +1,196 @@
+"""Series of one track over time: untrusted samples out, outliers out, short gaps filled, low-pass.
+
+Every function takes a float array ``x`` of shape (T, N): T frames (equally spaced, one per frame
+index), N independent columns (coordinates); a missing sample is NaN. Nothing here knows about
+keypoints or angles. :func:`clean` chains the steps the analysis applies, in order:
+
+1. :func:`hampel`: a sample further than ``n_sigmas`` robust standard deviations (1.4826 × MAD) from the
+   median of its window (``half_window`` frames each side) is replaced by that median (a point at a
+   time: see ``groups``) and reported;
+2. :func:`fill_gaps`: interior runs of NaN (missing or untrusted samples) up to ``max_gap`` frames are
+   filled by linear interpolation and reported, longer runs and the ends stay NaN;
+3. :func:`butterworth` (zero lag: the filter runs forwards and backwards, scipy's ``sosfiltfilt``, on
+   each stretch without NaN) or :func:`one_euro` (causal and adaptive), or nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+#: Robust standard deviation of a normal distribution from its median absolute deviation.
+MAD_TO_SIGMA = 1.4826
+
+
+def runs(valid: BoolArray) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` stretches where ``valid`` (1-D) is true."""
+    padded = np.concatenate(([False], valid, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def hampel(x: FloatArray, half_window: int, n_sigmas: float, floor: float = 0.0,
+           groups: int = 1) -> tuple[BoolArray, FloatArray]:
+    """Outliers of ``x`` (T, N) as a (T, N) mask, and the window medians (T, N) that replace them; NaN is
+    never an outlier and is ignored in windows.
+
+    ``floor`` is the least deviation that can be an outlier (in ``x``'s unit), so that a still series,
+    whose MAD is nearly 0, does not lose samples to rounding. With ``groups`` > 1 the N columns are
+    ``groups`` consecutive blocks of N / groups (the coordinates of one point): a sample that is an
+    outlier in one coordinate of its block marks the whole block."""
+    t, n = x.shape
+    if half_window <= 0 or t < 3:
+        return np.zeros(x.shape, dtype=bool), x.copy()
+    w = min(half_window, t - 1)
+    padded = np.full((t + 2 * w, n), np.nan)
+    padded[w:w + t] = x
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1, axis=0)  # (T, N, 2w+1)
+    valid_count = np.sum(~np.isnan(windows), axis=2)
+    with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: NaN median, no outlier
+            median = np.nanmedian(windows, axis=2)
+            mad = np.nanmedian(np.abs(windows - median[..., None]), axis=2)
+        limit = np.maximum(n_sigmas * MAD_TO_SIGMA * mad, floor)
+        out = (np.abs(x - median) > limit) & (valid_count >= 3)
+    if groups > 1:
+        per = n // groups
+        out = np.repeat(out.reshape(t, groups, per).any(axis=2), per, axis=1)
+    return np.asarray(out, dtype=bool), np.asarray(median, dtype=np.float64)
+
+
+def fill_gaps(x: FloatArray, max_gap: int) -> tuple[FloatArray, BoolArray]:
+    """``x`` with interior NaN runs of at most ``max_gap`` frames linearly interpolated, and the mask of
+    the samples filled. Leading and trailing NaN (before the first or after the last sample) stay."""
+    out = x.copy()
+    filled = np.zeros(x.shape, dtype=bool)
+    if max_gap <= 0:
+        return out, filled
+    t = np.arange(x.shape[0], dtype=np.float64)
+    missing = np.isnan(x)
+    for column in np.flatnonzero(missing.any(axis=0)):
+        miss = missing[:, column]
+        if miss.all():
+            continue
+        known = ~miss
+        for start, stop in runs(miss):
+            if start == 0 or stop == x.shape[0] or stop - start > max_gap:
+                continue
+            out[start:stop, column] = np.interp(t[start:stop], t[known], x[known, column])
+            filled[start:stop, column] = True
+    return out, filled
+
+
+def butterworth_sos(fps: float, cutoff_hz: float, order: int) -> FloatArray:
+    """A low-pass Butterworth of ``order`` as second-order sections; the cut-off is kept below 0.9 of the
+    Nyquist frequency, whatever was asked."""
+    cutoff = min(cutoff_hz, 0.45 * fps)
+    return np.asarray(signal.butter(order, cutoff, btype="lowpass", fs=fps, output="sos"), dtype=np.float64)
+
+
+def _extend(block: FloatArray, pad: int, fit: int) -> FloatArray:
+    """``block`` (L, N) with ``pad`` samples added at each end: the odd reflection (which keeps a trend
+    going) about a straight line fitted to the ``fit`` samples at that end rather than about the end
+    sample itself, so that the end sample's noise is not pinned into the filtered series."""
+    def anchor(end: FloatArray) -> FloatArray:  # the fitted line's value at end[0]
+        t = np.arange(end.shape[0], dtype=np.float64)
+        slope = np.polyfit(t, end, 1) if end.shape[0] >= 2 else np.zeros((2, end.shape[1]))
+        return np.asarray(slope[1] if end.shape[0] >= 2 else end[0], dtype=np.float64)
+
+    first, last = anchor(block[:fit]), anchor(block[::-1][:fit])
+    head = 2.0 * first - block[pad:0:-1]
+    tail = 2.0 * last - block[-2:-pad - 2:-1]
+    return np.concatenate([head, block, tail])
+
+
+def butterworth(x: FloatArray, fps: float, cutoff_hz: float, order: int = 2) -> FloatArray:
+    """Zero-lag low-pass of ``x`` (T, N): each stretch without NaN (found column group by column group)
+    filtered forwards and backwards, extended at its ends by :func:`_extend` over about two periods of
+    the cut-off. A stretch shorter than 4 frames stays as it is; NaN stays NaN."""
+    sos = butterworth_sos(fps, cutoff_hz, order)
+    out = x.copy()
+    samples_per_period = fps / min(cutoff_hz, 0.45 * fps)
+    pad_wanted = max(3 * (2 * len(sos) + 1), int(round(2 * samples_per_period)))
+    fit = max(3, int(round(samples_per_period)))
+    for columns, valid in _column_groups(x):
+        for start, stop in runs(valid):
+            length = stop - start
+            if length < 4:
+                continue
+            pad = min(pad_wanted, length - 1)
+            block = _extend(x[start:stop][:, columns], pad, min(fit, length))
+            out[start:stop, columns] = signal.sosfiltfilt(sos, block, axis=0, padlen=0)[pad:pad + length]
+    return out
+
+
+def one_euro(x: FloatArray, fps: float, min_cutoff: float = 1.0, beta: float = 0.05,
+             d_cutoff: float = 1.0) -> FloatArray:
+    """The one-euro filter (Casiez et al. 2012) on each column of ``x`` (T, N): a first-order low-pass
+    whose cut-off rises with the filtered speed (``min_cutoff + beta × |dx/dt|``). Causal, so it lags a
+    little on fast motion; restarts after NaN."""
+    out = np.full(x.shape, np.nan)
+    dt = 1.0 / fps
+
+    def alpha(cutoff: FloatArray | float) -> FloatArray:
+        tau = 1.0 / (2.0 * np.pi * np.asarray(cutoff, dtype=np.float64))
+        return np.asarray(1.0 / (1.0 + tau / dt), dtype=np.float64)
+
+    a_d = alpha(d_cutoff)
+    prev = np.full(x.shape[1], np.nan)
+    prev_dx = np.zeros(x.shape[1])
+    for i in range(x.shape[0]):
+        cur = x[i]
+        fresh = np.isnan(prev) & ~np.isnan(cur)
+        dx = np.where(fresh, 0.0, (cur - prev) / dt)
+        dx_hat = a_d * dx + (1.0 - a_d) * prev_dx
+        a = alpha(min_cutoff + beta * np.abs(dx_hat))
+        value = np.where(fresh, cur, a * cur + (1.0 - a) * prev)
+        out[i] = value
+        prev = value  # NaN where cur is NaN: the next sample starts afresh
+        prev_dx = np.where(np.isnan(dx_hat), 0.0, dx_hat)
+    return out
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """What :func:`clean` made of one series: the raw one (untrusted samples NaN), the filtered one, and
+    which samples were rejected as outliers and which were filled."""
+
+    raw: FloatArray
+    filtered: FloatArray
+    outliers: BoolArray
+    filled: BoolArray
+
+
+def clean(x: FloatArray, fps: float, *, max_gap: int, hampel_window: int, hampel_sigmas: float,
+          hampel_floor: float, groups: int, method: str, cutoff_hz: float, order: int,
+          one_euro_min_cutoff: float, one_euro_beta: float) -> Cleaned:
+    """Hampel, gap filling and the low-pass of the module's docstring, in that order."""
+    outliers, medians = hampel(x, hampel_window, hampel_sigmas, hampel_floor, groups)
+    kept = np.where(outliers, medians, x)
+    filled_x, filled = fill_gaps(kept, max_gap)
+    if method == "butterworth":
+        smooth = butterworth(filled_x, fps, cutoff_hz, order)
+    elif method == "one_euro":
+        smooth = one_euro(filled_x, fps, one_euro_min_cutoff, one_euro_beta)
+    elif method == "none":
+        smooth = filled_x
+    else:
+        raise ValueError(f"unknown filter {method!r}")
+    return Cleaned(raw=x, filtered=smooth, outliers=outliers, filled=filled)
+
+
+def _column_groups(x: FloatArray) -> list[tuple[NDArray[np.intp], BoolArray]]:
+    """Columns of ``x`` grouped by identical NaN pattern: (column indexes, valid mask) per group."""
+    valid = ~np.isnan(x)
+    groups: dict[bytes, list[int]] = {}
+    for column in range(x.shape[1]):
+        groups.setdefault(np.packbits(valid[:, column]).tobytes(), []).append(column)
+    return [(np.asarray(cols, dtype=np.intp), valid[:, cols[0]]) for cols in groups.values()]
