@@ -194,3 +194,11 @@ def _column_groups(x: FloatArray) -> list[tuple[NDArray[np.intp], BoolArray]]:
     for column in range(x.shape[1]):
         groups.setdefault(np.packbits(valid[:, column]).tobytes(), []).append(column)
     return [(np.asarray(cols, dtype=np.intp), valid[:, cols[0]]) for cols in groups.values()]
+
+
+def jitter(x: FloatArray) -> float:
+    """Frame-to-frame jitter of a series (T,) or (T, N): the mean absolute distance of each sample from
+    the midpoint of its two neighbours (half the second difference), so steady motion counts for nothing
+    and noise does; NaN samples are left out."""
+    residual = np.abs(x[1:-1] - 0.5 * (x[:-2] + x[2:]))
+    return float(np.nanmean(residual))
