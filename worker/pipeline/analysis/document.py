@@ -13,7 +13,6 @@ lines'. The fields beyond DESIGN.md's are additions; no listed one changes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +140,8 @@ def fps_of(result: Mapping[str, Any]) -> float:
 
 
 def _numbers(values: FloatArray, digits: int = 2) -> list[float | None]:
-    return [None if math.isnan(v) else round(v, digits) for v in values.tolist()]
+    """JSON numbers rounded to ``digits`` (0.01° is far below what the keypoints resolve), NaN as null."""
+    return [None if v != v else v for v in np.round(values, digits).tolist()]  # v != v: NaN
 
 
 def track_object(track: TrackAnalysis, stance: str) -> dict[str, Any]:
