@@ -109,9 +109,12 @@ def analyze_track(track: TrackInput, fps: float, params: Mapping[str, Any]) -> T
 
 
 def tracks_from_result(result: Mapping[str, Any]) -> Iterator[TrackInput]:
-    """The tracks of a result@1 document (with its ``frames``), in order of track id."""
+    """The tracks of a result@1 document, in order of track id. ValueError for a document without
+    ``frames`` (one whose frames were streamed out: put them back first)."""
+    if "frames" not in result:
+        raise ValueError("the result document has no frames (a streamed result: read it back with its frames)")
     per_track: dict[int, tuple[list[int], list[Any], list[Any]]] = {}
-    for frame in result.get("frames") or ():
+    for frame in result["frames"]:
         for person in frame["people"]:
             frames, kps, worlds = per_track.setdefault(int(person["track_id"]), ([], [], []))
             frames.append(int(frame["index"]))
