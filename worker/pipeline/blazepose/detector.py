@@ -5,7 +5,13 @@ RGB in [-1, 1]; each of the 2254 anchors predicts a face box and 4 keypoints (mi
 point, mid-shoulder, upper-body scale point) as offsets in input pixels, and a logit. Scores are
 clipped logits through a sigmoid, thresholded at ``min_score``; overlapping survivors are merged by
 *weighted* NMS (score-weighted average of every box that overlaps the best one by IoU > 0.3), which
-noticeably stabilises the keypoints compared with plain NMS.
+noticeably stabilises the keypoints compared with plain NMS. Unlike MediaPipe's, our NMS also asks
+the body keypoints to agree (:func:`same_body`): the face boxes of two people close together can
+overlap by more than 0.3, and averaging their keypoints would put one "person" between them.
+
+The same model also runs on other square regions of a frame than the letterbox (tiles of a finer
+scale, blazepose/tiling.py): :meth:`PoseDetector.detect_regions` takes any regions, and the
+detections come back in frame pixels either way.
 
 Decoding and thresholding run batched on the model's device; only the few candidates above threshold
 come back to the CPU for NMS, which is a short Python loop over at most a handful of boxes.
@@ -28,6 +34,10 @@ NUM_KEYPOINTS = 4
 SCORE_CLIP = 100.0
 MIN_SCORE = 0.5
 NMS_IOU = 0.3
+#: Two detections are one person when their hip centres and shoulder centres are, on average, closer
+#: than this fraction of the body scale (the hip to body-scale-point distance, about half the height).
+#: Neighbours side by side are about 0.6 of it apart; one person's anchors agree within about 0.1.
+SAME_BODY = 0.35
 
 #: ``model(x)`` with ``x`` an NHWC float tensor returns the TFLite outputs (regressors, logits), batched.
 Model = Callable[[torch.Tensor], Sequence[torch.Tensor]]
@@ -43,6 +53,11 @@ class Detections:
     boxes: np.ndarray
     keypoints: np.ndarray
     scores: np.ndarray
+    #: Per detection, the side in pixels of the square the detector looked at (the letterbox or a
+    #: tile), and whether the face box lay clear of any tile edge that is not the frame's own edge
+    #: (a person cut by a tile is described worse than one seen whole). None: the letterbox, clear.
+    sides: np.ndarray | None = None
+    clear: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -72,12 +87,23 @@ class PoseDetector:
         self._anchor_xy = anchors[:, :2].to(warper.device)
         self._anchor_wh = anchors[:, 2:].to(warper.device)
 
-    @torch.inference_mode()
     def __call__(self, frames: Sequence[FrameLike]) -> list[Detections]:
+        """Each whole frame, letterboxed (MediaPipe's way): one Detections per frame."""
         if not frames:
             return []
         regions = np.concatenate([letterbox_region(f.image.shape[1], f.image.shape[0]) for f in frames])
-        batch = self.warper(frames, range(len(frames)), regions, INPUT_SIZE, border="zero").mul_(2.0).sub_(1.0)
+        return self.detect_regions(frames, range(len(frames)), regions)
+
+    @torch.inference_mode()
+    def detect_regions(
+        self, frames: Sequence[FrameLike], sources: Sequence[int], regions: np.ndarray
+    ) -> list[Detections]:
+        """Detections in each axis-aligned square ``regions[i] = [cx, cy, side, 0]`` of ``frames[sources[i]]``
+        (padded with black beyond the frame), in frame pixels: one Detections per region, in one batch."""
+        regions = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
+        if len(regions) == 0:
+            return []
+        batch = self.warper(frames, sources, regions, INPUT_SIZE, border="zero").mul_(2.0).sub_(1.0)
         parts = [self.model(batch[i : i + self.max_batch])[:2] for i in range(0, len(batch), self.max_batch)]
         raw_boxes = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         raw_scores = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
@@ -110,39 +136,70 @@ class PoseDetector:
             origin = region[:2] - side / 2
             b = b * side + np.tile(origin, 2)
             k = k * side + origin
-            out.append(Detections(b, k, s))
+            out.append(Detections(b, k, s, np.full(len(s), float(side))))
         return out
+
+
+def body_scale(boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """``(N,)`` a detection's body scale in its own units: the hip to body-scale-point distance (about
+    half the body's height). The face box says little (the model regresses about the same size for
+    every face, a fifth of its input), so it only stands in, at half its side, when the keypoints
+    coincide."""
+    delta = keypoints[:, 1] - keypoints[:, 0]
+    face = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    scale: np.ndarray = np.maximum(np.hypot(delta[:, 0], delta[:, 1]), 0.5 * face)
+    return scale
+
+
+def same_body(
+    keypoints_a: np.ndarray,
+    scale_a: np.ndarray,
+    keypoints_b: np.ndarray,
+    scale_b: np.ndarray,
+    tolerance: float = SAME_BODY,
+) -> np.ndarray:
+    """``(N, M)``: whether detection a and detection b describe the same body, by their hip centres
+    (keypoint 0) and shoulder centres (keypoint 2) relative to the larger body scale, and by sizes
+    within a factor of two."""
+    hips = np.linalg.norm(keypoints_a[:, None, 0] - keypoints_b[None, :, 0], axis=-1)
+    shoulders = np.linalg.norm(keypoints_a[:, None, 2] - keypoints_b[None, :, 2], axis=-1)
+    larger = np.maximum(scale_a[:, None], scale_b[None, :])
+    smaller = np.minimum(scale_a[:, None], scale_b[None, :])
+    same: np.ndarray = ((hips + shoulders) / 2 < tolerance * larger) & (2 * smaller >= larger)
+    return same
 
 
 def weighted_nms(
     boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MediaPipe's WEIGHTED non-max suppression.
+    """MediaPipe's WEIGHTED non-max suppression, where the keypoints must agree too.
 
     Repeatedly takes the best remaining box, averages it with every remaining box that overlaps it by
-    more than ``iou_threshold`` (weights = scores; keypoints averaged alike) and keeps the best score.
-    Boxes with negative or NaN extent are dropped first, as MediaPipe does when it decodes them.
+    more than ``iou_threshold`` and describes the same body (:func:`same_body`; weights = scores,
+    keypoints averaged alike) and keeps the best score. A box that overlaps but whose body is
+    elsewhere stays for a later round: it is a neighbour, not a duplicate. Boxes with negative or NaN
+    extent are dropped first, as MediaPipe does when it decodes them.
     """
     width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     valid = (width >= 0) & (height >= 0)
     boxes, keypoints, scores = boxes[valid], keypoints[valid], scores[valid]
     order = np.argsort(-scores, kind="stable")
     boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    scale = body_scale(boxes, keypoints)
     out_b, out_k, out_s = [], [], []
     remaining = np.arange(len(scores))
     while len(remaining):
         best = remaining[0]
         iou = box_iou(boxes[best], boxes[remaining])[0]
-        group = remaining[iou > iou_threshold]
-        if len(group) == 0:  # a box always overlaps itself unless it is degenerate
-            group = remaining[:1]
+        member = (iou > iou_threshold) & same_body(keypoints[best : best + 1], scale[best : best + 1],
+                                                   keypoints[remaining], scale[remaining])[0]
+        member[0] = True  # a box always belongs with itself (even a degenerate one)
+        group = remaining[member]
         w = scores[group][:, None]
         out_b.append((boxes[group] * w).sum(0) / w.sum())
         out_k.append((keypoints[group] * w[:, :, None]).sum(0) / w.sum())
         out_s.append(scores[best])
-        remaining = remaining[iou <= iou_threshold]
-        if len(remaining) and remaining[0] == best:
-            remaining = remaining[1:]
+        remaining = remaining[~member]
     if not out_s:
         return np.zeros((0, 4)), np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros(0)
     return np.stack(out_b), np.stack(out_k), np.asarray(out_s)
