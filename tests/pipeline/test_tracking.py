@@ -127,7 +127,7 @@ def test_tracker_ignores_detections_of_tracked_people_and_adds_newcomers() -> No
 
 
 def test_tracker_drops_lost_tracks_and_redetects_next_frame() -> None:
-    tracker = VideoTracker(1920, 1080, max_people=2, redetect_every=100)
+    tracker = VideoTracker(1920, 1080, max_people=2, redetect_every=100, grace=0)
     tracker.plan(0, detections_at([(500, 500), (1400, 500)]))
     assert [p.track_id for p in tracker.update(0.0, fake_landmarks([(500, 500), (1400, 500)], [0.9, 0.9]))] == [0, 1]
     tracker.plan(1, None)
@@ -140,7 +140,7 @@ def test_tracker_drops_lost_tracks_and_redetects_next_frame() -> None:
 
 
 def test_tracker_rejects_duplicate_newcomer_and_merges_converged_tracks() -> None:
-    tracker = VideoTracker(1920, 1080, max_people=4)
+    tracker = VideoTracker(1920, 1080, max_people=4, grace=0)
     tracker.plan(0, detections_at([(500, 500), (1400, 500)]))
     tracker.update(0.0, fake_landmarks([(500, 500), (1400, 500)], [0.9, 0.9]))
     # Both regions end up on the same person: the younger track goes.
