@@ -8,6 +8,8 @@ output here. This module imports nothing of the project, so the pipeline may tak
 
 Objects are closed (additionalProperties false) except each person: section 5 lets backends that
 produce more (SMPL parameters, more joints) add fields under each person without a new version.
+``tracks`` (a summary per track, so a client can pick an athlete) is optional: documents without it
+stay valid, as do those written before it existed.
 """
 
 from __future__ import annotations
@@ -71,6 +73,25 @@ class ResultTimings(_Closed):
     total_s: float
 
 
+class ResultTrack(_Closed):
+    """One track over the whole video (the pose pipeline's summary, worker/pipeline/tracking/subject.py)."""
+
+    track_id: int
+    first_frame: int = Field(ge=0)
+    last_frame: int = Field(ge=0)
+    frames_seen: int = Field(ge=1, description="frames in which the person was found")
+    frames_predicted: int = Field(
+        ge=0, description="frames between the first and the last in which the track lived on without its person "
+        "being seen (hidden, crossing behind someone), bridged by the tracker's prediction"
+    )
+    mean_height_px: float = Field(description="mean height of the person's box")
+    mean_score: float
+    activity: float = Field(ge=0, description="mean movement of the keypoints per frame, relative to the body height")
+    centre_offset: float = Field(ge=0, description="mean distance of the box centre from the frame centre, "
+                                 "relative to the frame diagonal")
+    subject: bool = Field(description="whether params.subject chose this track (its poses are the ones kept)")
+
+
 class Result(_Closed):
     """The result document (schema pose-service/result@1, DESIGN.md section 5)."""
 
@@ -83,3 +104,6 @@ class Result(_Closed):
     )
     frames: list[ResultFrame]
     timings: ResultTimings
+    tracks: list[ResultTrack] | None = Field(
+        default=None, description="per track, over the whole video (absent for segments and older results)"
+    )

@@ -108,6 +108,9 @@ def pipeline_document(*, fps: float | None = 25.0) -> dict[str, Any]:
     document = build_document(
         width=64, height=48, fps=fps, rotation=90, frames=frames, skipped_frames=1, device="cpu",
         weights_sha256="ab" * 32, decode_s=0.1, inference_s=0.2, total_s=0.3,
+        tracks=[{"track_id": 3, "first_frame": 0, "last_frame": 2, "frames_seen": 2, "frames_predicted": 1,
+                 "mean_height_px": 38.0, "mean_score": 0.87, "activity": 0.01, "centre_offset": 0.2,
+                 "subject": False}],
     )  # fmt: skip
     return json.loads(json.dumps(document))  # type: ignore[no-any-return]
 

@@ -5,7 +5,8 @@ relative to the hip centre in the same pixel scale as ``x`` (negative is towards
 MediaPipe's z multiplied by the frame width. World keypoints are metres, hip-centred, y down.
 Numbers are rounded to what the model can resolve (0.01 px, 0.1 mm, 1e-4 for probabilities) so the
 JSON stays small and diffs between runs stay quiet. Besides the section 5 fields, ``video`` carries
-``skipped_frames``: frames the container announced that could not be decoded.
+``skipped_frames``: frames the container announced that could not be decoded, and the document may
+carry ``tracks``: one summary per track over the whole video (tracking/subject.py).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def build_document(
     decode_s: float,
     inference_s: float,
     total_s: float,
+    tracks: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the document. ``duration_s`` is the span of the decoded frames plus one frame period.
     With StreamedFrames (the frames went out through the child's emit_frame) the document has no
@@ -103,4 +105,6 @@ def build_document(
     }
     if isinstance(frames, StreamedFrames):
         del document["frames"]
+    if tracks is not None:
+        document["tracks"] = list(tracks)
     return document
