@@ -4,11 +4,14 @@ Every function takes a float array ``x`` of shape (T, N): T frames (equally spac
 index), N independent columns (coordinates); a missing sample is NaN. Nothing here knows about
 keypoints or angles. :func:`clean` chains the steps the analysis applies, in order:
 
-1. :func:`hampel`: a sample further than ``n_sigmas`` robust standard deviations (1.4826 × MAD) from the
-   median of its window (``half_window`` frames each side) is replaced by that median (a point at a
-   time: see ``groups``) and reported;
-2. :func:`fill_gaps`: interior runs of NaN (missing or untrusted samples) up to ``max_gap`` frames are
-   filled by linear interpolation and reported, longer runs and the ends stay NaN;
+1. outliers: :func:`hampel` on the residual from a Butterworth low-pass of the series (so that fast
+   but smooth motion, a spin, is not taken for outliers as a plain Hampel on the positions takes it):
+   a residual further than ``n_sigmas`` robust standard deviations (1.4826 × MAD) from the median of
+   its window (``half_window`` frames each side) marks its sample (a point at a time: see ``groups``),
+   which is then treated as missing;
+2. :func:`fill_gaps`: interior runs of NaN (missing, untrusted or outlier samples) up to ``max_gap``
+   frames are filled by linear interpolation and reported, longer runs and the ends stay NaN (an
+   outlier that cannot be interpolated takes the low-pass's value);
 3. :func:`butterworth` (zero lag: the filter runs forwards and backwards, scipy's ``sosfiltfilt``, on
    each stretch without NaN) or :func:`one_euro` (causal and adaptive), or nothing.
 """
@@ -23,6 +26,10 @@ from scipy import signal
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+
+#: The low-pass that outliers are measured from cuts off at this many times the smoothing's cut-off:
+#: it must follow fast real motion (a spin) closely, and only spikes stand out of it.
+TREND_CUTOFF_FACTOR = 2.0
 
 #: Robust standard deviation of a normal distribution from its median absolute deviation.
 MAD_TO_SIGMA = 1.4826
@@ -181,10 +188,14 @@ class Cleaned:
 def clean(x: FloatArray, fps: float, *, max_gap: int, hampel_window: int, hampel_sigmas: float,
           hampel_floor: float, groups: int, method: str, cutoff_hz: float, order: int,
           one_euro_min_cutoff: float, one_euro_beta: float) -> Cleaned:
-    """Hampel, gap filling and the low-pass of the module's docstring, in that order."""
-    outliers, medians = hampel(x, hampel_window, hampel_sigmas, hampel_floor, groups)
-    kept = np.where(outliers, medians, x)
-    filled_x, filled = fill_gaps(kept, max_gap)
+    """Outliers, gap filling and the low-pass of the module's docstring, in that order. ``filled`` marks
+    the samples that were missing (NaN in ``x``) and were filled; ``outliers`` those replaced."""
+    trend = butterworth(fill_gaps(x, max_gap)[0], fps, TREND_CUTOFF_FACTOR * cutoff_hz, order)
+    outliers, _ = hampel(x - trend, hampel_window, hampel_sigmas, hampel_floor, groups)
+    outliers &= ~np.isnan(x)
+    filled_x, filled = fill_gaps(np.where(outliers, np.nan, x), max_gap)
+    filled_x = np.where(outliers & np.isnan(filled_x), trend, filled_x)
+    filled &= ~outliers
     if method == "butterworth":
         smooth = butterworth(filled_x, fps, cutoff_hz, order)
     elif method == "one_euro":
