@@ -122,3 +122,15 @@ def test_long_gap_stays_missing_and_document_shape() -> None:
     assert all(v is None for v in knee[40:60]) and knee[39] is not None and knee[60] is not None
     assert not set(range(40, 60)) & set(track["filled"])
     assert set(track["angles"]) == set(angle_names())
+
+
+@pytest.mark.parametrize(("fps", "frames", "turn"), [(25.0, 20, -540.0), (30.0, 30, 720.0), (30.0, 36, 1080.0)])
+def test_fast_spin_on_phone_frame_rates(fps: float, frames: int, turn: float) -> None:
+    """Spins of 0.8-1.2 s at 25-30 fps (peaks of 1,000-1,500°/s, 40-50° a frame): no frame of the turn may
+    be taken for an outlier (a Hampel on the positions did, and put a 540's yaw 40° off)."""
+    yaw = synthetic.smooth_ramp(frames, 0.0, turn, hold=20)
+    world = np.stack([synthetic.pose(knee=30.0, yaw=y) for y in yaw])
+    track = analyze(synthetic.document(world, fps=fps, **NOISE))["tracks"][0]
+    assert np.abs(series(track, "yaw", None) - yaw).max() < 5.0
+    assert [(s["degrees"], s["direction"]) for s in track["spins"]] == [(abs(turn), "left" if turn > 0 else "right")]
+    assert len(track["outliers"]) <= 2
