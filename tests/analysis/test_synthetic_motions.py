@@ -134,3 +134,15 @@ def test_fast_spin_on_phone_frame_rates(fps: float, frames: int, turn: float) ->
     assert np.abs(series(track, "yaw", None) - yaw).max() < 5.0
     assert [(s["degrees"], s["direction"]) for s in track["spins"]] == [(abs(turn), "left" if turn > 0 else "right")]
     assert len(track["outliers"]) <= 2
+
+
+def test_yaw_from_the_hips_alone_while_the_shoulders_are_hidden() -> None:
+    yaw = synthetic.smooth_ramp(40, 0.0, 360.0, hold=20)
+    doc = synthetic.document(np.stack([synthetic.pose(yaw=y) for y in yaw]), fps=30.0, **NOISE)
+    for frame in doc["frames"][25:60]:  # the shoulders untrusted for most of the turn (longer than max_gap_s)
+        for keypoint in (11, 12):
+            frame["people"][0]["keypoints"][keypoint][3] = 0.1
+    track = analyze(doc)["tracks"][0]
+    assert all(v is None for v in track["yaw_shoulders"][25:60])
+    assert np.abs(series(track, "yaw", None) - yaw).max() < 5.0
+    assert [s["degrees"] for s in track["spins"]] == [360]

@@ -4,7 +4,8 @@ Yaw is measured in the world landmarks' frame (x right, y down, z away from the 
 whose vertical is the camera's vertical: yaw 0 = facing the camera, +90 = facing the picture's right,
 positive = counter-clockwise seen from above = the athlete turning to their own left. The facing
 direction of a left-right line (shoulders, hips) is horizontal and perpendicular to it; the body's yaw
-is the mean of the shoulders' and the hips' facing directions. Yaw is unwrapped: a body that turns
+is the mean of the shoulders' and the hips' facing directions (one of them alone where the other's
+keypoints are missing). Yaw is unwrapped: a body that turns
 twice goes from 0 to 720 (or -720), never jumping back by 360.
 
 A spin is a stretch in which the unwrapped yaw keeps going one way (turns back of less than
@@ -61,7 +62,9 @@ def body_yaw(world: FloatArray) -> Yaw:
         with np.errstate(all="ignore"):
             return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True), dtype=np.float64)
 
-    body = unit(shoulders) + unit(hips)
+    # either line alone where the other is missing (arms and hands hide shoulders more often than hips)
+    body = np.nansum(np.stack([unit(shoulders), unit(hips)]), axis=0)
+    body[np.isnan(shoulders).any(axis=1) & np.isnan(hips).any(axis=1)] = np.nan
     return Yaw(body=unwrap_degrees(yaw_of(body)), shoulders=unwrap_degrees(yaw_of(shoulders)),
                hips=unwrap_degrees(yaw_of(hips)))
 
