@@ -22,7 +22,8 @@ CREATE OR REPLACE FUNCTION pose_track_summary(job bigint, job_attempt integer)
 RETURNS jsonb LANGUAGE sql STABLE AS $$
 SELECT COALESCE(jsonb_agg(jsonb_build_object('track_id', t.track_id, 'frames', t.frames, 'first_frame', t.first_frame,
                                              'last_frame', t.last_frame, 'mean_score', t.mean_score,
-                                             'frames_predicted', GREATEST(0, t.last_frame - t.first_frame + 1 - t.frames))
+                                             'frames_predicted',
+                                             GREATEST(0, t.last_frame - t.first_frame + 1 - t.frames))
                           ORDER BY t.track_id), '[]'::jsonb)
 FROM (SELECT track_id, count(*) AS frames, min(frame_index) AS first_frame, max(frame_index) AS last_frame,
              round(avg(score)::numeric, 4) AS mean_score

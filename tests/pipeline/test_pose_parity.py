@@ -184,6 +184,7 @@ def test_weighted_nms_merges_overlaps_by_score() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0.5, 0, 10.5, 10]], dtype=float)
     kps = np.zeros((4, 4, 2))
     kps[:, 0] = boxes[:, :2]
+    kps[:, 1:] = boxes[:, None, :2] + [0.0, -40.0]  # a body 80 tall above each (ours also asks the bodies to agree)
     scores = np.array([0.9, 0.6, 0.8, 0.3])
     b, k, s = weighted_nms(boxes, kps, scores)
     assert s.tolist() == [0.9, 0.8]

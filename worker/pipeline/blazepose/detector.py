@@ -143,11 +143,11 @@ class PoseDetector:
 def body_scale(boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     """``(N,)`` a detection's body scale in its own units: the hip to body-scale-point distance (about
     half the body's height). The face box says little (the model regresses about the same size for
-    every face, a fifth of its input), so it only stands in, at half its side, when the keypoints
-    coincide."""
+    every face, a fifth of its input), so it only sets a floor (a twentieth of its side) for keypoints
+    that coincide."""
     delta = keypoints[:, 1] - keypoints[:, 0]
     face = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    scale: np.ndarray = np.maximum(np.hypot(delta[:, 0], delta[:, 1]), 0.5 * face)
+    scale: np.ndarray = np.maximum(np.hypot(delta[:, 0], delta[:, 1]), 0.05 * face)
     return scale
 
 

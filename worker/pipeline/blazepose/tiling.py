@@ -122,6 +122,38 @@ class TileGrid:
         return np.stack([centres[:, 0], centres[:, 1], sides, np.zeros(len(sides))], axis=1)
 
 
+class Sweep:
+    """Video mode's search of the tiles for newcomers: one sweep over every tile is spread over
+    ``period`` frames (a few tiles per frame, known in advance so that they can be detected ahead). A
+    sweep in which nothing happens (nobody new, nobody lost) makes the next one twice as long, up to
+    ``max_factor`` times the base; :meth:`restart` (somebody came or went) goes back to the base
+    period at once. A static scene costs little after a while, a busy one is searched often."""
+
+    def __init__(self, grid: TileGrid, period: int, max_factor: int = 16) -> None:
+        self.tiles = grid.tiles
+        self.base = max(1, period)
+        self.max_period = self.base * max(1, max_factor)
+        self._start, self._period = 0, self.base
+        self._plan: dict[int, tuple[int, int]] = {}  # sweep start -> period (for frames planned ahead)
+
+    def restart(self, frame_index: int, quiet: bool = False) -> None:
+        """A new sweep from ``frame_index``; ``quiet``: as after a quiet sweep (twice the base period),
+        e.g. right after every tile was searched at once."""
+        self._start, self._period = frame_index, self.base * (2 if quiet else 1)
+
+    def due(self, frame_index: int) -> np.ndarray:
+        """The tiles to search in ``frame_index`` (frames asked in increasing order)."""
+        n = len(self.tiles)
+        if n == 0 or frame_index < self._start:
+            return self.tiles[:0]
+        while frame_index >= self._start + self._period:
+            self._start += self._period
+            self._period = min(2 * self._period, self.max_period)
+        slots = (np.arange(n) * self._period) // n
+        due: np.ndarray = self.tiles[slots == frame_index - self._start]
+        return due
+
+
 def _clear(det: Detections, region: np.ndarray, width: int, height: int) -> np.ndarray:
     """Whether each face box and hip centre lie inside the region, half a face away from any region
     edge that is not also the frame's edge."""

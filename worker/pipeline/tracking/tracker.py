@@ -121,6 +121,8 @@ class VideoTracker:
         self._frame = -1
         self._runs: list[_Track] = []  # the tracks whose regions lead this frame's plan, in order
         self._candidates = np.zeros((0, 4))
+        #: Whether the last update started a track or lost one (the pipeline's search restarts then).
+        self.changed = False
 
     def __len__(self) -> int:
         """Tracks alive: seen on the last frame, or lost within their grace."""
@@ -243,6 +245,7 @@ class VideoTracker:
             track.missed = 0
             people[track.track_id] = self._advance(track, time_s, landmarks, index)
             survivors.append(track)
+        created = 0
         for i in newcomers:
             if len(survivors) >= self.max_people:
                 break
@@ -251,12 +254,14 @@ class VideoTracker:
             people[track.track_id] = self._advance(track, time_s, landmarks, i)
             seen[track.track_id] = i
             survivors.append(track)
+            created += 1
         # Learn looks only from people nobody overlaps (a crossing would blend two people).
         shown = [t for t in survivors if t.track_id in people]
         for track in shown:
             others = [o.bbox for o in shown if o is not track]
             if not others or (box_iou(track.bbox, np.array(others)) <= LOOK_CLEAR_IOU).all():
                 track.look = appearance.blend(track.look, look(seen[track.track_id]), LOOK_RATE)
+        self.changed = lost_now or created > 0
         self._tracks = survivors
         self._lost_last_frame = lost_now
         return [people[t.track_id] for t in sorted(shown, key=lambda t: t.track_id)]
@@ -289,7 +294,8 @@ class VideoTracker:
         smoothed = track.smoother(time_s, landmarks.image[i], landmarks.aux[i], landmarks.world[i])
         track.region = regions_from_points(smoothed.aux[0, :2], smoothed.aux[1, :2])[0]
         track.bbox = bounding_boxes(smoothed.image[None], self.width, self.height)[0]
-        track.motion.observe(self._frame, track.region)
+        # the motion model follows the raw landmarks: the smoothed region lags behind a moving person
+        track.motion.observe(self._frame, regions_from_points(landmarks.aux[i, 0, :2], landmarks.aux[i, 1, :2])[0])
         return Person(track.track_id, track.bbox, float(landmarks.flag[i]), smoothed.image, smoothed.world)
 
 
