@@ -11,6 +11,9 @@ from worker.pipeline.params import Param, ParamsSchema
 
 DEFAULT_MAX_PEOPLE = 4
 MAX_MAX_PEOPLE = 32
+#: Finer detection scales besides the whole frame (blazepose/tiling.py); None: from the frame size.
+MAX_DETECT_SCALES = 3
+SUBJECTS = ("all", "largest", "most_active", "center")
 
 PARAMS = ParamsSchema(
     {
@@ -18,5 +21,17 @@ PARAMS = ParamsSchema(
         "device": Param(str, "auto", choices=("auto", "cpu", "cuda"), doc="where inference runs"),
         "smoothing": Param(bool, True, doc="one-euro smoothing of landmarks (video mode)"),
         "mode": Param(str, "video", choices=("video", "static"), doc="tracking between frames, or none"),
+        "detect_scales": Param(int, None, lo=0, hi=MAX_DETECT_SCALES,
+                               doc="finer scales of overlapping tiles searched for small people besides the whole "
+                                   "frame (0: the whole frame only; left out: chosen from the frame size)"),
+        "search_every": Param(int, None, lo=1, hi=3600,
+                              doc="video mode: frames over which one sweep of the tiles is spread while people "
+                                  "may be missing (left out: from the number of tiles and the device)"),
+        "track_grace": Param(int, 30, lo=0, hi=600,
+                             doc="video mode: frames a track stays alive while its person is not seen "
+                                 "(0: it ends at once and nobody is re-identified)"),
+        "subject": Param(str, "all", choices=SUBJECTS,
+                         doc="whose poses the result keeps: everyone, or the one athlete that is the largest, "
+                             "the most active, or the closest to the centre (chosen after a warm-up)"),
     }
 )
