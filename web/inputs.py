@@ -160,8 +160,22 @@ class LegacyVideoRequest(_Input):
 
 
 class HybridRequest(_Input):
-    """POST /pose/hybrid (the old service): one still image."""
+    """POST /pose/hybrid (the old service): one still image. The image is searched whole and in tiles of
+    finer scales (small and distant people); ``max_people`` and ``detect_scales`` become the job's
+    params, checked at submit against the configured pipeline's own bounds (422 invalid_params)."""
 
     image_base64: Annotated[str, Field(min_length=1, max_length=HYBRID_BODY_LIMIT), PG_TEXT] = Field(
         description="PNG/JPEG/WebP, base64 (a data: URL is fine)"
     )
+    max_people: Annotated[int, Field(ge=1), JSON_INT] | None = Field(
+        default=None, description="people to find at most (the pose pipeline allows 1..32; default its own, 4)"
+    )
+    detect_scales: Annotated[int, Field(ge=0), JSON_INT] | None = Field(
+        default=None, description="finer scales of tiles searched besides the whole image (default: from its size)"
+    )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The hybrid job's params: a still is one frame on its own (static mode)."""
+        given = {"max_people": self.max_people, "detect_scales": self.detect_scales}
+        return {"mode": "static", **{k: v for k, v in given.items() if v is not None}}

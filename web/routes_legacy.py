@@ -39,7 +39,6 @@ from web.validation import read_json_object, validated
 log = logging.getLogger(__name__)
 
 HYBRID_PRIORITY = INTERACTIVE_PRIORITY  # above every token's priority ceiling
-HYBRID_PARAMS = {"mode": "static"}
 POLL_S = (0.02, 0.05, 0.1, 0.2)  # waiting for the hybrid job: quick at first, then gentler
 
 
@@ -124,7 +123,7 @@ async def hybrid(request: Request) -> Response:
     image = _decode_image(body.image_base64)
     upload_id, width, height = await db(_store_image, app, image)
     submission = Submission(
-        priority=HYBRID_PRIORITY, params=dict(HYBRID_PARAMS), max_attempts=1, timeout_s=app.hybrid_timeout_s
+        priority=HYBRID_PRIORITY, params=body.params, max_attempts=1, timeout_s=app.hybrid_timeout_s
     )
     job, _ = await submit_job(app, submission, principal=principal_of(request), upload_id=upload_id)
     final = await _wait_final(app, job.id, app.hybrid_timeout_s)

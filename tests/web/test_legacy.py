@@ -115,6 +115,9 @@ def test_hybrid_failures(client) -> None:
         ({"image_base64": 5}, 422),
         ({}, 422),
         ({"image_base64": "AAAA", "extra": 1}, 422),
+        ({"image_base64": "AAAA", "max_people": 0}, 422),
+        ({"image_base64": "AAAA", "max_people": True}, 422),
+        ({"image_base64": "AAAA", "detect_scales": -1}, 422),
     ],
 )
 def test_hybrid_rejects_bad_input(client, web_db_url, body: dict, status: int) -> None:
@@ -128,9 +131,10 @@ def test_hybrid_end_to_end_with_a_real_worker(make_client, start_worker, web_db_
     one-frame video, and stores the result the route then answers from."""
     start_worker(pipeline="tests.web.pipelines:create", url=web_db_url)
     client = make_client(app_options={"hybrid_timeout_s": 30.0})
-    r = client.post("/pose/hybrid", json={"image_base64": png_base64(80, 60, colour=(10, 120, 230))})
+    r = client.post("/pose/hybrid", json={"image_base64": png_base64(80, 60, colour=(10, 120, 230)), "max_people": 12})
     assert r.status_code == 200, r.text
     body = r.json()
+    assert body["people"][0]["params"] == {"mode": "static", "max_people": 12}  # what the pipeline was asked
     assert (body["width"], body["height"]) == (80, 60)
     assert body["model"]["name"] == "test-hybrid"
     assert body["keypoints"][0][:2] == [40.0, 30.0]
