@@ -2,6 +2,7 @@
 """End-to-end pose throughput: our torch pipeline against MediaPipe's own runtime, in the same run.
 
     .venv/bin/python bench/pipeline_fps.py [--video V] [--runs N] [--mode video|static] [--no-mediapipe]
+                                           [--detect-scales auto,0,1,2]
 
 "End to end" means what a job costs: decoding the video, running both models, tracking/smoothing and
 building the result document (serialised to JSON), from an already loaded pipeline. MediaPipe runs the
@@ -11,7 +12,11 @@ side virtual environment with ``mediapipe==0.10.21``, created on first use under
 ``~/.cache/pose-service/bench-mediapipe-venv`` (mediapipe is never a dependency of the service).
 
 Runs alternate between the two so that background load hits both alike; the median of each is
-reported, with the ratio ours / MediaPipe. With CUDA available, the GPU throughput is printed too.
+reported, with the ratio ours / MediaPipe. ``--detect-scales`` measures ours once per tiling setting
+in every pass (``auto``: the pipeline's default for the frame size; 0: the whole frame alone, as
+MediaPipe; 1, 2: that many finer scales of tiles), so the cost of tiling is read against MediaPipe
+and against the untiled pipeline in the same run. With CUDA available, the GPU throughput is printed
+too, per setting.
 """
 
 from __future__ import annotations
@@ -103,9 +108,12 @@ class MediaPipeRunner:
         os.unlink(self._script)
 
 
-def run_ours(pipeline: object, video: Path, mode: str, device: str) -> tuple[float, dict]:
+def run_ours(pipeline: object, video: Path, mode: str, device: str, scales: str = "auto") -> tuple[float, dict]:
+    params: dict[str, object] = {"mode": mode, "device": device}
+    if scales != "auto":
+        params["detect_scales"] = int(scales)
     t0 = time.perf_counter()
-    doc = pipeline(str(video), {"mode": mode, "device": device}, lambda done, total: None)  # type: ignore[operator]
+    doc = pipeline(str(video), params, lambda done, total: None)  # type: ignore[operator]
     json.dumps(doc)
     elapsed = time.perf_counter() - t0
     return doc["video"]["frames"] / elapsed, doc
@@ -118,7 +126,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--mode", choices=("video", "static"), default="video")
     ap.add_argument("--no-mediapipe", action="store_true", help="only measure our pipeline")
     ap.add_argument("--mediapipe-venv", type=Path, default=DEFAULT_VENV)
+    ap.add_argument("--detect-scales", default="auto",
+                    help="comma-separated tiling settings to measure: auto (default) and/or 0..3")
     args = ap.parse_args(argv)
+    settings = [s.strip() for s in args.detect_scales.split(",") if s.strip()]
 
     import torch
 
@@ -127,33 +138,42 @@ def main(argv: list[str]) -> int:
     pipeline = create()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), {os.cpu_count()} CPUs")
     run_ours(pipeline, WARMUP_VIDEO, args.mode, "cpu")
-    run_ours(pipeline, args.video, args.mode, "cpu")
+    for scales in settings:
+        run_ours(pipeline, args.video, args.mode, "cpu", scales)
 
     mediapipe = None
     if not args.no_mediapipe:
         mediapipe = MediaPipeRunner(ensure_mediapipe_venv(args.mediapipe_venv), args.video, args.mode)
 
-    ours: list[float] = []
+    ours: dict[str, list[float]] = {s: [] for s in settings}
     for i in range(args.runs):
-        fps, doc = run_ours(pipeline, args.video, args.mode, "cpu")
-        ours.append(fps)
-        line = f"pass {i + 1}: ours {fps:6.1f} frames/s"
+        line = f"pass {i + 1}:"
+        for scales in settings:
+            fps, doc = run_ours(pipeline, args.video, args.mode, "cpu", scales)
+            ours[scales].append(fps)
+            line += f" ours[scales {scales}] {fps:6.1f}"
         if mediapipe is not None:
-            line += f"   mediapipe {mediapipe.run_once():6.1f} frames/s"
-        print(line, flush=True)
+            line += f"   mediapipe {mediapipe.run_once():6.1f}"
+        print(line + " frames/s", flush=True)
 
     frames = doc["video"]["frames"]
     print(f"\n{args.video.name}: {frames} frames, {doc['video']['width']}x{doc['video']['height']}, mode {args.mode}")
-    print(f"ours (torch, CPU):      median {statistics.median(ours):6.1f} frames/s  (best {max(ours):.1f})")
+    mp = statistics.median(mediapipe.results) if mediapipe is not None else None
+    for scales in settings:
+        median = statistics.median(ours[scales])
+        spread = f"min {min(ours[scales]):.1f}, max {max(ours[scales]):.1f}"
+        ratio = f"   ours / mediapipe {median / mp:.2f}x" if mp else ""
+        print(f"ours (torch, CPU, detect_scales {scales}): median {median:6.1f} frames/s ({spread}){ratio}")
     if mediapipe is not None:
-        mp = mediapipe.results
-        print(f"mediapipe 0.10.21 (CPU): median {statistics.median(mp):6.1f} frames/s  (best {max(mp):.1f})")
-        print(f"ratio ours / mediapipe:  {statistics.median(ours) / statistics.median(mp):.2f}x")
+        print(f"mediapipe 0.10.21 (CPU): median {mp:6.1f} frames/s (min {min(mediapipe.results):.1f}, "
+              f"max {max(mediapipe.results):.1f})")
         mediapipe.close()
     if torch.cuda.is_available():
-        run_ours(pipeline, args.video, args.mode, "cuda")  # warm-up: cuDNN autotuning, uploads
-        gpu = [run_ours(pipeline, args.video, args.mode, "cuda")[0] for _ in range(args.runs)]
-        print(f"ours (torch, CUDA {torch.cuda.get_device_name()}): median {statistics.median(gpu):6.1f} frames/s")
+        for scales in settings:
+            run_ours(pipeline, args.video, args.mode, "cuda", scales)  # warm-up: cuDNN autotuning, uploads
+            gpu = [run_ours(pipeline, args.video, args.mode, "cuda", scales)[0] for _ in range(args.runs)]
+            print(f"ours (torch, CUDA {torch.cuda.get_device_name()}, detect_scales {scales}): "
+                  f"median {statistics.median(gpu):6.1f} frames/s")
     else:
         print("CUDA: not available on this machine")
     return 0
