@@ -260,3 +260,33 @@ def test_a_stitch_that_is_not_recorded_leaves_nothing_behind_and_runs_again(stor
     assert rows() == before
     assert stitch(store, claimed, "w3").state == JobState.SUCCEEDED
     assert rows() == [(parent.id, i, 7) for i in range(20)]  # one track; the segments' rows are gone
+
+
+def test_a_one_frame_video_is_never_split():
+    assert plan_segments(1, 30.0, 0.01) == []  # a 1-frame video at 30 fps is "longer" than 0.01 s
+    assert len(plan_segments(2, 30.0, 0.01)) == 2
+
+
+def test_the_child_asks_for_a_split_only_of_a_splittable_pipeline_and_a_long_enough_video():
+    from worker.child_protocol import JobRequest
+    from worker.pipeline.child import _split_span
+    from worker.pipeline.contract import VideoSpan
+
+    class Splittable:
+        def __init__(self, frames: int) -> None:
+            self.frames = frames
+
+        def probe(self, video_path, params):
+            return VideoSpan(self.frames, 30.0)
+
+        def __call__(self, video_path, params, progress):
+            return {}
+
+    def ask(pipeline, after: float | None) -> VideoSpan | None:
+        return _split_span(pipeline, JobRequest(1, "/v.mp4", {}, "/tmp/r.json", split_after_s=after))
+
+    assert ask(Splittable(301), 10.0) == VideoSpan(301, 30.0)
+    assert ask(Splittable(300), 10.0) is None  # exactly 10 s
+    assert ask(Splittable(1), 0.01) is None  # one frame cannot be cut
+    assert ask(Splittable(301), None) is None  # not asked (a segment, or segment_s 0)
+    assert ask(lambda v, p, g: {}, 10.0) is None  # no probe: always whole

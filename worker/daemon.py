@@ -448,6 +448,11 @@ class WorkerDaemon:
         if outcome.status is AttemptStatus.SPLIT:
             assert outcome.frames_total and outcome.fps
             cuts = plan_segments(outcome.frames_total, outcome.fps, self._segment_s(job))
+            if len(cuts) < 2:  # the child and the plan disagree: never leave a parent waiting for nothing
+                return self.store.fail(job, self.worker_id, ErrorKind.PIPELINE_ERROR,
+                                       f"could not cut {outcome.frames_total} frames at {outcome.fps:g} fps into "
+                                       f"segments of {self._segment_s(job):g}s",
+                                       retry_base_s=settings.retry_base_s, retry_cap_s=settings.retry_cap_s), None
             return self.store.split(job, self.worker_id, outcome.frames_total,
                                     [(c.first, c.stop) for c in cuts]), None
         if outcome.status is AttemptStatus.RELEASED:

@@ -109,7 +109,7 @@ def _split_span(pipeline: Pipeline, request: JobRequest) -> VideoSpan | None:
     if not request.split_after_s or probe is None:
         return None
     span = probe(request.video_path, request.params)
-    if span is None or span.fps <= 0 or span.frames <= 0 or span.frames / span.fps <= request.split_after_s:
+    if span is None or span.fps <= 0 or span.frames < 2 or span.frames / span.fps <= request.split_after_s:
         return None
     return cast(VideoSpan, span)
 
