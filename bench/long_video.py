@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.frame_storage import server_url, with_db  # noqa: E402
 from bench.synthetic_pipeline import create as synthetic  # noqa: E402
+from bench.worker_memory import children, rss  # noqa: E402
 from jobs.database import upgrade  # noqa: E402
 from jobs.job import Job  # noqa: E402
 from jobs.states import ErrorKind  # noqa: E402
@@ -64,17 +65,6 @@ ALL_COLUMNS = "job_id, frame_index, time_s, track_id, score, bbox, keypoints, wo
 
 
 # ---- processes and their memory ---------------------------------------------------------------------
-def rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (0 once it is gone)."""
     try:
@@ -108,13 +98,6 @@ class Cpu:
             for pid in pids:
                 spent[part] += cpu_s(pid) - self._at.get((part, pid), 0.0)
         return spent
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
 
 
 class Peaks:

@@ -32,17 +32,19 @@ from jobs.store import JobStore  # noqa: E402
 
 
 def rss(pid: int) -> int:
+    """A process's resident set in bytes (0 once it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
 
 
 def children(pid: int) -> list[int]:
+    """A process's direct children (Linux)."""
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except FileNotFoundError:
