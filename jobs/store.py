@@ -67,15 +67,25 @@ def _execute(
     fetch: Callable[[psycopg.Cursor[Any]], T],
     limit: float | None,
 ) -> T:
-    """The one place a named statement meets the driver: run it within ``limit`` seconds, fetch,
-    and turn driver errors into SQLAlchemy's DBAPIError family (``connection_invalidated`` when the
-    connection is dead or was cut off by the deadline)."""
+    """The one place a named statement meets the driver: run it within ``limit`` seconds and fetch
+    (errors as _driver_call says)."""
     sql = driver_sql(name)
+    with _driver_call(conn, name, sql, params, limit), conn.cursor(row_factory=namedtuple_row) as cur:
+        cur.execute(sql, params)
+        return fetch(cur)
+
+
+@contextlib.contextmanager
+def _driver_call(
+    conn: psycopg.Connection[Any], name: str, sql: str, params: dict[str, Any], limit: float | None
+) -> Iterator[None]:
+    """Whatever the block does with ``conn`` (a statement, a COPY) within ``limit`` seconds, its driver
+    errors turned into SQLAlchemy's DBAPIError family (``connection_invalidated`` when the connection
+    is dead or was cut off by the deadline)."""
     cutoff = Cutoff()
     try:
-        with deadline(_socket_of(conn), limit) as cutoff, conn.cursor(row_factory=namedtuple_row) as cur:
-            cur.execute(sql, params)
-            return fetch(cur)
+        with deadline(_socket_of(conn), limit) as cutoff:
+            yield
     except psycopg.Error as exc:
         dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
         if cutoff.fired:
@@ -89,17 +99,10 @@ def _copy(
     """COPY ``rows`` into the table of named statement ``name`` (binary, ``types`` per column) within
     ``limit`` seconds, with _execute's error translation."""
     sql = driver_sql(name)
-    cutoff = Cutoff()
-    try:
-        with deadline(_socket_of(conn), limit) as cutoff, conn.cursor() as cur, cur.copy(sql) as copy:
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)
-    except psycopg.Error as exc:
-        dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
-        if cutoff.fired:
-            exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
-        raise DBAPIError.instance(sql, {}, exc, psycopg.Error, connection_invalidated=dead) from exc
+    with _driver_call(conn, name, sql, {}, limit), conn.cursor() as cur, cur.copy(sql) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
 #: What frames a binary COPY's data: the signature, flags and header extension, and the end marker.
@@ -111,18 +114,11 @@ def _copy_tuples(conn: psycopg.Connection[Any], name: str, tuples: Iterable[Buff
     """COPY data that is already binary COPY tuples (named statement ``name``, FORMAT BINARY) within
     ``limit`` seconds, with _execute's error translation: the pieces go to the server as they are."""
     sql = driver_sql(name)
-    cutoff = Cutoff()
-    try:
-        with deadline(_socket_of(conn), limit) as cutoff, conn.cursor() as cur, cur.copy(sql) as copy:
-            copy.write(COPY_BINARY_HEADER)
-            for piece in tuples:
-                copy.write(memoryview(piece))  # the driver sends a large piece in slices: views, not copies
-            copy.write(COPY_BINARY_TRAILER)
-    except psycopg.Error as exc:
-        dead = cutoff.fired or (isinstance(exc, psycopg.OperationalError) and conn.broken)
-        if cutoff.fired:
-            exc = psycopg.OperationalError(f"no reply from the database within {limit:g}s ({name})")
-        raise DBAPIError.instance(sql, {}, exc, psycopg.Error, connection_invalidated=dead) from exc
+    with _driver_call(conn, name, sql, {}, limit), conn.cursor() as cur, cur.copy(sql) as copy:
+        copy.write(COPY_BINARY_HEADER)
+        for piece in tuples:
+            copy.write(memoryview(piece))  # the driver sends a large piece in slices: views, not copies
+        copy.write(COPY_BINARY_TRAILER)
 
 
 class Statements:

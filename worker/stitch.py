@@ -26,9 +26,9 @@ class CannotStitch(Exception):
     hand, never a reason to retry."""
 
 
-def _track_ids(segment: Any) -> list[int]:
-    tracks = segment.tracks if isinstance(segment.tracks, list) else json.loads(segment.tracks or "[]")
-    return [int(t["track_id"]) for t in tracks]
+def _tracks(segment: Any) -> list[dict[str, Any]]:
+    """A segment's track summary (pose_results.tracks, jsonb: already Python objects)."""
+    return list(segment.tracks or [])
 
 
 def stitch(store: JobStore, parent: Job, worker_id: str) -> Outcome:
@@ -37,7 +37,7 @@ def stitch(store: JobStore, parent: Job, worker_id: str) -> Outcome:
     if len(segments) != parent.segment_count or any(s.state != JobState.SUCCEEDED for s in segments):
         states = ", ".join(f"{s.segment_index}: {s.state}" for s in segments)
         raise CannotStitch(f"expected {parent.segment_count} succeeded segments, found [{states}]")
-    tracks = [_track_ids(s) for s in segments]
+    tracks = [[int(t["track_id"]) for t in _tracks(s)] for s in segments]
     matches: list[dict[int, int]] = []
     for earlier, later in zip(segments, segments[1:], strict=False):
         if earlier.segment_stop is None or earlier.segment_stop <= later.segment_first:
@@ -53,7 +53,7 @@ def stitch(store: JobStore, parent: Job, worker_id: str) -> Outcome:
         stop = segments[k + 1].segment_first if k + 1 < len(segments) else None
         owned = (stop - segment.segment_first) if stop is not None else segment.frames_done
         frames += min(segment.frames_done, owned)
-        people = sum(int(t.get("frames", 0)) for t in (segment.tracks if isinstance(segment.tracks, list) else []))
+        people = sum(int(t.get("frames", 0)) for t in _tracks(segment))
         parts.append(StitchPart(segment.id, segment.attempt, segment.segment_first, stop, maps[k],
                                 rows=people + segment.frames_done))
     documents = [json.loads(s.document) for s in segments]
