@@ -747,3 +747,21 @@ def test_the_module_casts_like_any_module(pose_detection_path: Path, detector: T
     ours32 = torch_outputs(detector, x)
     assert all(o.dtype == np.float32 for o in ours64)
     assert np.abs(ours64[0] - ours32[0]).max() < 3e-3
+
+
+def test_weights_edited_in_place_are_used_by_the_fused_path(pose_detection_path: Path) -> None:
+    """Each convolution remembers its packed weights and bound call (ops.Conv._fused); an in-place edit
+    of the weights (their version changes) must be seen, not served from that memory."""
+    x = np.random.default_rng(5).uniform(0, 1, (1, 224, 224, 3)).astype(np.float32)
+    module = load_tflite(pose_detection_path)
+    before = torch_outputs(module, x)
+    first = next(layer for layer in module.layers if isinstance(layer, ops.Conv))
+    with torch.no_grad():
+        first.conv.weight.mul_(0.5)
+    after = torch_outputs(module, x)
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(before, after, strict=True))
+    fresh = load_tflite(pose_detection_path)  # packed for the first time from the edited weights
+    with torch.no_grad():
+        next(layer for layer in fresh.layers if isinstance(layer, ops.Conv)).conv.weight.mul_(0.5)
+    for a, b in zip(after, torch_outputs(fresh, x), strict=True):
+        assert np.abs(a - b).max() <= 1e-6 * max(1.0, float(np.abs(b).max()))

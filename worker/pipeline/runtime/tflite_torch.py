@@ -54,6 +54,9 @@ class TFLiteModule(nn.Module):
         self.layers = nn.ModuleList(step.module for step in plan.steps)
         # Plain tuples, not modules: the hot loop touches nothing but these and the layers.
         self._program = tuple((step.inputs, step.output, step.free) for step in plan.steps)
+        # The layers' own forward methods, called directly: nn.Module.__call__ (hooks, which nothing
+        # here registers) costs a few microseconds per layer, about 3 % of a 90-layer model at batch 1.
+        self._forwards = tuple(layer.forward for layer in self.layers)
         self._slot_count = plan.slot_count
         self._input_slots = plan.input_slots
         self._output_slots = plan.output_slots
@@ -96,8 +99,8 @@ class TFLiteModule(nn.Module):
         env: list[torch.Tensor | None] = [None] * self._slot_count
         for i, (slot, x) in enumerate(zip(self._input_slots, inputs, strict=True)):
             env[slot] = self._prepare(x, i)
-        for layer, (ins, out, free) in zip(self.layers, self._program, strict=True):
-            env[out] = layer(*[env[i] for i in ins])
+        for forward, (ins, out, free) in zip(self._forwards, self._program, strict=True):
+            env[out] = forward(*[env[i] for i in ins])
             for i in free:
                 env[i] = None
         results = []

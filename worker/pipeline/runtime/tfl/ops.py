@@ -103,6 +103,9 @@ class Conv(nn.Module):
         # that .to(), .load_state_dict() or an in-place edit of the parameters re-makes it.
         self._packed: torch.Tensor | None = None
         self._packed_key: tuple[int, int] | None = None
+        # The fused call with everything but the input bound, and the weights it was made for (see
+        # _fused_call): a layer costs one tuple compare per call instead of a dozen attribute lookups.
+        self._fused: tuple[torch.Tensor, tuple[int, int], Callable[..., torch.Tensor]] | None = None
 
     def _packed_weight(self, weight: torch.Tensor) -> torch.Tensor:
         key = (weight.data_ptr(), weight._version)
@@ -112,27 +115,47 @@ class Conv(nn.Module):
             self._packed_key = key
         return self._packed
 
+    def _fused_call(self) -> Callable[..., torch.Tensor] | None:
+        """oneDNN's fused convolution with the packed weights, bias, geometry and post-ops bound, as
+        ``call(x, other)``, remembered in ``_fused``; None where it does not apply (weights that
+        require grad, or not float32 on the CPU)."""
+        c = self.conv
+        weight = c.weight
+        if weight.requires_grad or weight.device.type != "cpu" or weight.dtype != torch.float32:
+            return None
+        packed, bias, args = self._packed_weight(weight), c.bias, self._geometry
+        unary, scalars = _ONEDNN_UNARY[self.activation]
+        activation = self.activation
+        plain = torch.ops.mkldnn._convolution_pointwise.default
+        binary = torch.ops.mkldnn._convolution_pointwise.binary
+
+        def call(x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+            fused: torch.Tensor  # torch.ops are untyped
+            if other is None:
+                fused = plain(x, packed, bias, *args, unary, scalars, "")
+                return fused
+            if activation == ACT_RELU:  # the only unary oneDNN fuses after a binary post-op
+                fused = binary(x, other, packed, bias, *args, "add", 1.0, "relu", [], "")
+                return fused
+            return activate_(binary(x, other, packed, bias, *args, "add", 1.0, None, [], None), activation)
+
+        self._fused = (weight, (weight.data_ptr(), weight._version), call)
+        return call
+
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         if self.pad is not None:
             x = F.pad(x, self.pad)
+        fused = self._fused
+        if fused is not None:
+            weight, key, call = fused
+            # the same weights, unchanged: .to() or an in-place edit changes the pointer or the version
+            if (weight.data_ptr(), weight._version) == key and not weight.requires_grad:
+                return call(x, other)
+        if ONEDNN_FUSED_CONV and x.device.type == "cpu" and x.dtype == torch.float32:
+            made = self._fused_call()
+            if made is not None:
+                return made(x, other)
         c = self.conv
-        if ONEDNN_FUSED_CONV and x.device.type == "cpu" and x.dtype == torch.float32 and not c.weight.requires_grad:
-            weight = self._packed_weight(c.weight)
-            unary, scalars = _ONEDNN_UNARY[self.activation]
-            args = self._geometry
-            fused: torch.Tensor  # torch.ops are untyped
-            if other is None:
-                fused = torch.ops.mkldnn._convolution_pointwise(x, weight, c.bias, *args, unary, scalars, "")
-                return fused
-            if self.activation == ACT_RELU:  # the only unary oneDNN fuses after a binary post-op
-                fused = torch.ops.mkldnn._convolution_pointwise.binary(
-                    x, other, weight, c.bias, *args, "add", 1.0, "relu", [], ""
-                )
-                return fused
-            y = torch.ops.mkldnn._convolution_pointwise.binary(
-                x, other, weight, c.bias, *args, "add", 1.0, None, [], None
-            )
-            return activate_(y, self.activation)
         y = c(x)
         if other is not None:
             y = y.add_(other)
