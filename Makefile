@@ -12,7 +12,7 @@ VIDEO  ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models demo test lint chaos bench bench-queue bench-warm bench-web bench-pipeline bench-parity \
+.PHONY: install models demo test lint screenshots chaos bench bench-queue bench-warm bench-web bench-pipeline bench-parity \
         bench-retention clean
 
 install: $(STAMP)
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test,bench]"
+	# the browser tests' Chromium (Debian's package; tests/browser/ skip, saying why, where it cannot be had)
+	command -v chromium >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -q chromium \
+		|| (apt-get update -q && apt-get install -y -q chromium))) || echo "no chromium: the browser tests will be skipped"
 	touch $@
 
 models: install
@@ -62,6 +65,11 @@ bench-parity: install models
 # about 7 minutes and 17 GB of scratch database (dropped at the end)
 bench-retention: install
 	$(PY) bench/retention_claims.py
+
+# docs/screenshots/*.png (README): a real serve on a scratch database, the runner twice, the pages in
+# headless Chromium (a few minutes; SCREENSHOT_ARGS="--database-url postgresql://..." to use a server)
+screenshots: install models
+	$(PY) docs/screenshots.py $(SCREENSHOT_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

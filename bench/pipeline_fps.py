@@ -53,7 +53,7 @@ pose = solutions.pose.Pose(static_image_mode=static, model_complexity=1, smooth_
                            enable_segmentation=False)
 for run in ("warm-up", "timed"):
     pose.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cap = cv2.VideoCapture(video)
     frames, n = [], 0
     while True:
@@ -68,8 +68,8 @@ for run in ("warm-up", "timed"):
         frames.append(rec)
         n += 1
     json.dumps({"frames": frames})
-    elapsed = time.perf_counter() - t0
-print(json.dumps({"frames": n, "seconds": elapsed}))
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"frames": n, "seconds": elapsed, "cpu_seconds": cpu}))
 """
 
 
@@ -96,27 +96,33 @@ class MediaPipeRunner:
         self._cmd = [str(python), self._script, str(video), mode]
         self._env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
         self.results: list[float] = []
+        self.cpu_ms: list[float] = []  # CPU time per frame, all of its threads
 
     def run_once(self) -> float:
         out = subprocess.run(self._cmd, capture_output=True, text=True, env=self._env, check=True).stdout
         last = json.loads(out.strip().splitlines()[-1])
         fps = last["frames"] / last["seconds"]
         self.results.append(fps)
+        self.cpu_ms.append(1000 * last["cpu_seconds"] / last["frames"])
         return fps
 
     def close(self) -> None:
         os.unlink(self._script)
 
 
-def run_ours(pipeline: object, video: Path, mode: str, device: str, scales: str = "auto") -> tuple[float, dict]:
+def run_ours(
+    pipeline: object, video: Path, mode: str, device: str, scales: str = "auto"
+) -> tuple[float, dict, float]:
+    """frames/s, the document, and CPU milliseconds per frame (this process, all of its threads)."""
     params: dict[str, object] = {"mode": mode, "device": device}
     if scales != "auto":
         params["detect_scales"] = int(scales)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     doc = pipeline(str(video), params, lambda done, total: None)  # type: ignore[operator]
     json.dumps(doc)
-    elapsed = time.perf_counter() - t0
-    return doc["video"]["frames"] / elapsed, doc
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = doc["video"]["frames"]
+    return frames / elapsed, doc, 1000 * cpu / frames
 
 
 def main(argv: list[str]) -> int:
@@ -146,11 +152,13 @@ def main(argv: list[str]) -> int:
         mediapipe = MediaPipeRunner(ensure_mediapipe_venv(args.mediapipe_venv), args.video, args.mode)
 
     ours: dict[str, list[float]] = {s: [] for s in settings}
+    ours_cpu: dict[str, list[float]] = {s: [] for s in settings}
     for i in range(args.runs):
         line = f"pass {i + 1}:"
         for scales in settings:
-            fps, doc = run_ours(pipeline, args.video, args.mode, "cpu", scales)
+            fps, doc, cpu_ms = run_ours(pipeline, args.video, args.mode, "cpu", scales)
             ours[scales].append(fps)
+            ours_cpu[scales].append(cpu_ms)
             line += f" ours[scales {scales}] {fps:6.1f}"
         if mediapipe is not None:
             line += f"   mediapipe {mediapipe.run_once():6.1f}"
@@ -167,6 +175,15 @@ def main(argv: list[str]) -> int:
     if mediapipe is not None:
         print(f"mediapipe 0.10.21 (CPU): median {mp:6.1f} frames/s (min {min(mediapipe.results):.1f}, "
               f"max {max(mediapipe.results):.1f})")
+    # CPU time per frame (every thread of the process: decoding, inference, helpers) moves far less with
+    # other load on the machine than frames/s does, so it tells a change of cost from a noisy pass.
+    mp_cpu = statistics.median(mediapipe.cpu_ms) if mediapipe is not None else None
+    for scales in settings:
+        cpu_ms = statistics.median(ours_cpu[scales])
+        ratio = f"   mediapipe / ours {mp_cpu / cpu_ms:.2f}x" if mp_cpu else ""
+        print(f"CPU per frame, ours (detect_scales {scales}): median {cpu_ms:6.2f} ms{ratio}")
+    if mp_cpu is not None:
+        print(f"CPU per frame, mediapipe: median {mp_cpu:6.2f} ms")
         mediapipe.close()
     if torch.cuda.is_available():
         for scales in settings:

@@ -47,6 +47,10 @@ class Job:
     segments_done_frames: int | None = None
     segments_succeeded: int | None = None
     segments_running: int | None = None
+    # sport analysis (migration 0011): 'pose' (a video) or 'analysis' (of the keypoints of job
+    # source_job_id, or of an uploaded keypoints file: upload_id)
+    kind: str = "pose"
+    source_job_id: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Integer,
     LargeBinary,
     MetaData,
@@ -79,6 +80,12 @@ jobs = Table(
     Column("segment_first", Integer),
     Column("segment_stop", Integer),  # NULL: to the end of the video
     Column("segment_count", Integer),  # set on a split parent
+    # what runs it (migration 0010): params->>'backend', kept by a trigger; NULL: the claiming worker's default
+    Column("backend", Text),
+    # sport analysis (migration 0011): 'pose' (a video) or 'analysis' (of job source_job_id's keypoints,
+    # or of the uploaded keypoints file upload_id)
+    Column("kind", Text, nullable=False),
+    Column("source_job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE")),
 )
 
 results = Table(
@@ -89,6 +96,51 @@ results = Table(
     Column("document", JSONB, nullable=False),  # everything but the frames (those are pose_frame_rows)
     Column("tracks", JSONB),  # per track: frames, first/last frame, mean score; NULL: stored without frames
     Column("frames_deleted_at", TS),  # when retention deleted the frames (migration 0008); NULL: they are kept
+)
+
+#: One row per analysis (migration 0011): the analysis job that made it, what it analysed, params,
+#: provenance and a per-track summary (spins) that retention keeps.
+analyses = Table(
+    "pose_analyses",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("source_job_id", BigInteger, ForeignKey("pose_jobs.id", ondelete="CASCADE")),
+    Column("upload_id", BigInteger, ForeignKey("pose_uploads.id", ondelete="SET NULL")),
+    Column("attempt", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("provenance", JSONB, nullable=False),
+    Column("angle_names", ARRAY(Text), nullable=False),
+    Column("summary", JSONB, nullable=False),
+    Column("series_deleted_at", TS),  # when retention deleted its series; NULL: they are kept
+)
+
+#: Per analysis and track: its frames and the ones filled or replaced, its spins (migration 0011).
+analysis_tracks = Table(
+    "pose_analysis_tracks",
+    metadata,
+    Column("analysis_id", BigInteger, ForeignKey("pose_analyses.id", ondelete="CASCADE"), primary_key=True),
+    Column("track_id", Integer, primary_key=True),
+    Column("first_frame", Integer, nullable=False),
+    Column("frame_count", Integer, nullable=False),
+    Column("filled", ARRAY(Integer), nullable=False),
+    Column("outliers", ARRAY(Integer), nullable=False),
+    Column("spins", JSONB, nullable=False),
+)
+
+#: One real[] per analysis × track × series × name (migration 0011); the view pose_frame_angles has a
+#: row per value.
+analysis_series = Table(
+    "pose_analysis_series",
+    metadata,
+    Column("analysis_id", BigInteger, primary_key=True),
+    Column("track_id", Integer, primary_key=True),
+    Column("series", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("vals", ARRAY(REAL), nullable=False),
+    ForeignKeyConstraint(["analysis_id", "track_id"], ["pose_analysis_tracks.analysis_id",
+                                                       "pose_analysis_tracks.track_id"], ondelete="CASCADE"),
 )
 
 #: One row per job × attempt × frame × person (migration 0006); a frame without people is one row with
@@ -136,6 +188,7 @@ workers = Table(
     Column("stopped_at", TS),
     Column("current_job_id", BigInteger),
     Column("problem", Text),  # why it cannot run jobs (its pipeline cannot load); NULL when it can
+    Column("backends", ARRAY(Text)),  # what it can run (migration 0010; the claims read it); NULL: default only
 )
 
 api_tokens = Table(

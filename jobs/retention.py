@@ -16,7 +16,10 @@ that finds it held skips its turn. A pass (``run_once``):
    more than the retention ago, and those of a partition held back by a job still running or ended
    later, once their job ended more than the retention plus ``GRACE`` ago (within the grace the
    partition usually goes whole);
-4. deletes the expired uploads (``JobStore.delete_expired_uploads``, as before this duty).
+4. deletes the series of analyses whose analysis job ended that long ago (``pose_analysis_series`` and
+   ``pose_analysis_tracks``, JOB_PAGE analyses a transaction); ``pose_analyses`` keeps each one's
+   params, provenance and summary, marked ``series_deleted_at`` (migration 0011);
+5. deletes the expired uploads (``JobStore.delete_expired_uploads``, as before this duty).
 
 Only ended jobs lose anything: a queued, running or waiting job, a segment whose parent has not ended
 and a job that ended recently keep their rows (``pose_job_ended_before``, migration 0008), checked
@@ -77,10 +80,12 @@ class RetentionPass:
     jobs_deleted: int = 0  # jobs whose rows were deleted (not dropped)
     rows_deleted: int = 0
     uploads_deleted: int = 0
+    analyses_deleted: int = 0  # analyses whose series (pose_analysis_series, _tracks) were deleted
 
     @property
     def did_something(self) -> bool:
-        return bool(self.partitions_added or self.partitions_dropped or self.rows_deleted or self.uploads_deleted)
+        return bool(self.partitions_added or self.partitions_dropped or self.rows_deleted or self.uploads_deleted
+                    or self.analyses_deleted)
 
 
 class RetentionDuty(threading.Thread):
@@ -136,13 +141,16 @@ class RetentionDuty(threading.Thread):
                 before = now - self.retention
                 done.partitions_dropped = self._drop_partitions(s, before, now)
                 done.jobs_deleted, done.rows_deleted = self._delete_rows(s, before, now)
+                done.analyses_deleted = self._delete_analyses(s, before, now)
             s.one("retention_unlock", key=LOCK_KEY)
         if self.retention_days is not None:
             done.uploads_deleted = self.store.delete_expired_uploads(self.retention_days)
         if done.did_something:
-            log.info("retention: added partitions %s, dropped partitions %s, deleted %d rows of %d jobs and "
-                     "%d uploads (POSE_RETENTION_DAYS=%s)", done.partitions_added or "none",
-                     done.partitions_dropped or "none", done.rows_deleted, done.jobs_deleted, done.uploads_deleted,
+            log.info("retention: added partitions %s, dropped partitions %s, deleted %d rows of %d jobs, "
+                     "the series of %d analyses and %d uploads (POSE_RETENTION_DAYS=%s)",
+                     done.partitions_added or "none", done.partitions_dropped or "none", done.rows_deleted,
+                     done.jobs_deleted, done.analyses_deleted,
+                     done.uploads_deleted,
                      "unset" if self.retention_days is None else f"{self.retention_days:g}")
         return done
 
@@ -228,6 +236,17 @@ class RetentionDuty(threading.Thread):
                     break
                 after = found[-1].job_id
         return jobs, rows
+
+    def _delete_analyses(self, s: Session, before: datetime, now: datetime) -> int:
+        """The series of analyses whose analysis job ended before ``before``, JOB_PAGE analyses per
+        transaction; their pose_analyses rows (params, provenance, summary) stay."""
+        total = 0
+        while not self.stopping.is_set():
+            deleted = int(s.one("delete_expired_analysis_series", before=before, now=now, batch=JOB_PAGE).analyses)
+            total += deleted
+            if deleted < JOB_PAGE:
+                break
+        return total
 
     def _delete_job(self, s: Session, job_id: int, before: datetime, now: datetime) -> int:
         """The rows of one ended job, batch by batch (each its own short transaction)."""

@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     recycle_after: int = setting(1000, "a warm child is replaced after this many jobs", commands=(WORKER,), gt=0)
     pipeline: str = setting("worker.pipeline.pose:create", "the pipeline factory the child loads (module:function)",
                             commands=(WEB, WORKER))
+    # the backends (issue 15, docs/phalp.md): a job names one in params.backend or leaves it to its worker
+    backend: Literal["blazepose", "phalp"] = setting(
+        "blazepose", "the backend that runs jobs naming none (params.backend): blazepose (POSE_PIPELINE) or phalp "
+                     "(4D-Humans/PHALP, POSE_PHALP_DIR)", commands=(WEB, WORKER))
+    phalp_dir: Path | None = setting(None, "a 4D-Humans checkout (its track.py runs the phalp backend; unset: no "
+                                           "phalp backend)", commands=(WORKER,))
+    phalp_python: Path | None = setting(None, "the Python interpreter of that checkout's environment (torch, "
+                                              "hmr2, phalp installed)", commands=(WORKER,))
+    phalp_overrides: str = setting("", "extra Hydra overrides for track.py, space-separated with shell quoting "
+                                       "(e.g. 'phalp.low_th_c=0.7 device=cuda:0')", commands=(WORKER,))
+    smpl_model: Path | None = setting(None, "the SMPL model (.npz, or a .pkl of plain arrays) for mesh vertices "
+                                            "and faces of phalp jobs (/pose/hybrid); unset: none",
+                                      commands=(WORKER,))
 
     @field_validator("api_tokens", "media_roots", mode="before")
     @classmethod
@@ -101,14 +114,15 @@ class Settings(BaseSettings):
     def _expand_roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(str(Path(p).expanduser()) for p in value)
 
-    @field_validator("log_level", "log_format", "worker_mode", mode="before")
+    @field_validator("log_level", "log_format", "worker_mode", "backend", mode="before")
     @classmethod
     def _case(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
         return value.upper() if value.lower() in ("debug", "info", "warning", "error", "critical") else value.lower()
 
-    @field_validator("database_url", "model_dir", "retention_days", mode="before")
+    @field_validator("database_url", "model_dir", "retention_days", "phalp_dir", "phalp_python", "smpl_model",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

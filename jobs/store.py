@@ -634,8 +634,12 @@ class JobStore:
         return Outcome(JobState.SUCCEEDED)
 
     # ---- workers registry ----------------------------------------------------------------------
-    def register_worker(self, worker_id: str, *, host: str, pid: int, gpu: str | None, mode: str) -> None:
-        self._exec("register_worker", id=worker_id, host=host, pid=pid, gpu=gpu, mode=mode)
+    def register_worker(
+        self, worker_id: str, *, host: str, pid: int, gpu: str | None, mode: str, backends: list[str] | None = None
+    ) -> None:
+        """Register (or revive) a worker; ``backends`` are the ones it can run, which the claim statements
+        read from its row (None: only jobs that leave the backend to the worker)."""
+        self._exec("register_worker", id=worker_id, host=host, pid=pid, gpu=gpu, mode=mode, backends=backends)
 
     def worker_heartbeat(self, worker_id: str, current_job_id: int | None) -> list[tuple[int, int]]:
         """Mark the worker alive, running ``current_job_id``; returns (job id, attempt) of each job
@@ -713,6 +717,24 @@ class JobStore:
             row = self._one("upload_chunk", upload_id=upload_id, seq=seq)
             if row is not None:
                 yield bytes(row.data)
+
+    def iter_upload_range(self, upload_id: int, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes [start, stop) of an upload, for HTTP range requests (seeking in the viewer). Every
+        chunk but the last holds UPLOAD_CHUNK_BYTES (store_upload rechunks), so the chunk holding an
+        offset is offset // UPLOAD_CHUNK_BYTES: a seek near the end of a long video reads one chunk,
+        not all the ones before it. One short query per chunk, memory one chunk."""
+        seq = start // UPLOAD_CHUNK_BYTES
+        offset = seq * UPLOAD_CHUNK_BYTES
+        while offset < stop:
+            row = self._one("upload_chunk", upload_id=upload_id, seq=seq)
+            if row is None:
+                return
+            data = bytes(row.data)
+            lo, hi = max(start - offset, 0), min(stop - offset, len(data))
+            if lo < hi:
+                yield data[lo:hi]
+            offset += len(data)
+            seq += 1
 
     def delete_upload(self, upload_id: int) -> None:
         self._exec("delete_upload", upload_id=upload_id)

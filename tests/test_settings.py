@@ -20,7 +20,8 @@ COMMANDS_OF_GROUP = {
 #: A valid non-default value per type, as typed on a command line.
 SAMPLE = {"database_url": "postgresql://u:pw@db.example/pose", "home": "/srv/pose", "log_level": "debug",
           "log_format": "json", "model_dir": "/srv/models", "api_tokens": "tok-a,tok-b", "media_roots": "/a,/b",
-          "worker_mode": "fresh", "pipeline": "tests.fake_pipelines:create", "recycle_after": "7"}
+          "worker_mode": "fresh", "pipeline": "tests.fake_pipelines:create", "recycle_after": "7",
+          "backend": "phalp", "phalp_overrides": "phalp.low_th_c=0.7 device=cuda:1"}
 
 
 def sample(name: str) -> str:

@@ -29,7 +29,8 @@ from jobs.database import resolve_database_url
 from jobs.retention import RetentionDuty
 from jobs.settings import Settings
 from jobs.store import JobStore
-from web import metrics, openapi, routes_health, routes_jobs, routes_legacy
+from web import metrics, openapi, routes_analysis, routes_health, routes_jobs, routes_legacy, routes_video, ui
+from web.analysis_models import Analysis, AnalysisQuery, AnalysisRequest, AnalysisUpload, ExportQuery
 from web.auth import protected
 from web.context import AppContext, db
 from web.errors import EXCEPTION_HANDLERS, RequestContextMiddleware
@@ -84,6 +85,7 @@ class Endpoint:
     gzip: bool = False
     scope: str = READ  # what a token needs for it (admin implies every scope)
     submits: bool = False  # creates jobs: counts against the token's submit rate
+    cookie_token: bool = False  # also takes the token from the pose_token cookie (web/routes_video.py)
 
 
 UNAVAILABLE = "the database is not reachable"
@@ -143,6 +145,85 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             409: "the job has not succeeded (yet)",
             410: "retention (POSE_RETENTION_DAYS) has deleted the job's frames",
             422: "an invalid or unknown query parameter (frames must be A:B with A <= B)",
+            503: UNAVAILABLE,
+        },
+        gzip=True,
+    ),
+    Endpoint(
+        "GET", "/v1/jobs/{job_id}/video", routes_video.job_video,
+        "The job's input video (upload or server-side path), with HTTP range requests so players can seek; "
+        "the token may also come in the pose_token cookie, since a <video> element sends no header",
+        answers={
+            200: Answer("the whole video", schema={"type": "string", "format": "binary"}, media_type="video/mp4"),
+            206: Answer("the requested byte range (Content-Range)", schema={"type": "string", "format": "binary"},
+                        media_type="video/mp4"),
+            403: "the job's video path is not inside POSE_MEDIA_ROOTS (e.g. inserted by SQL), so it is not served",
+            404: "no such job, or its video file is gone",
+            410: "retention (POSE_RETENTION_DAYS) has deleted the upload",
+            416: "the range starts past the end of the video",
+            503: UNAVAILABLE,
+        },
+        cookie_token=True,
+    ),
+    Endpoint(
+        "GET", "/v1/jobs/{job_id}/analysis", routes_analysis.get_analysis,
+        "The sport analysis (analysis@1): a pose job's latest, an analysis job's own; cut by frames and tracks",
+        query=AnalysisQuery,
+        answers={
+            200: Answer("the analysis document, streamed a series of one track at a time", Analysis),
+            404: "no such job, or it has no analysis (analysis_not_found)",
+            409: "its analysis has not run yet (analysis_pending)",
+            410: "retention (POSE_RETENTION_DAYS) has deleted the analysis series (analysis_expired)",
+            422: "an invalid or unknown query parameter",
+            503: UNAVAILABLE,
+        },
+        gzip=True,
+    ),
+    Endpoint(
+        "POST", "/v1/jobs/{job_id}/analyses", routes_analysis.reanalyse,
+        "Analyse a succeeded pose job's stored keypoints again, with other params: a new analysis job",
+        body={JSON: AnalysisRequest},
+        answers={
+            201: Answer("the analysis job", JobView, headers={"Location": "the job's URL"}),
+            400: "malformed JSON",
+            404: NO_JOB,
+            409: "the job has not succeeded, or is an analysis job itself",
+            410: "retention (POSE_RETENTION_DAYS) has deleted the job's frames",
+            413: "body too large",
+            415: "not JSON",
+            422: "invalid or unknown fields or analysis params, or priority above the token's ceiling",
+            503: UNAVAILABLE,
+        },
+        scope=SUBMIT, submits=True,
+    ),
+    Endpoint(
+        "POST", "/v1/analyses", routes_analysis.analyse_upload,
+        "Analyse uploaded keypoints (a result@1 JSON document or a TRC file) without running the pose model",
+        body={"multipart/form-data": AnalysisUpload},
+        answers={
+            201: Answer("the analysis job", JobView, headers={"Location": "the job's URL"}),
+            400: "malformed multipart body",
+            408: "the client stalled while sending the body (POSE_BODY_IDLE_TIMEOUT_S, POSE_BODY_TIMEOUT_S)",
+            413: "the body or upload is too large (POSE_MAX_UPLOAD_MB, framing included)",
+            415: "not multipart/form-data",
+            422: "no keypoints part, keypoints that are neither result@1 JSON nor TRC or that are empty, of the "
+                 "wrong shape or not finite (invalid_keypoints), invalid params or priority",
+            503: UNAVAILABLE,
+            507: "no room to spool the upload now",
+        },
+        scope=SUBMIT, submits=True,
+    ),
+    Endpoint(
+        "GET", "/v1/jobs/{job_id}/export", routes_analysis.get_export,
+        "The job's analysis for spreadsheets and OpenSim: CSV (angles and keypoints), TRC (markers), MOT (angles)",
+        query=ExportQuery,
+        answers={
+            200: Answer("the file, streamed (Content-Disposition names it)", schema={"type": "string"},
+                        media_type="text/csv", also={"text/plain": {"type": "string"}}),
+            404: "no such job, no analysis, or no such track",
+            409: "the analysis has not run yet, or (trc) the keypoints of an uploaded file are not stored",
+            410: "retention (POSE_RETENTION_DAYS) has deleted the analysis series",
+            422: "an invalid or unknown query parameter, or trc/mot without track for an analysis of several tracks",
             503: UNAVAILABLE,
         },
         gzip=True,
@@ -264,9 +345,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def build_routes(endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> list[Route]:
     routes = []
     for e in endpoints:
-        middleware = [Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)] if e.gzip else None
+        middleware = [Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)] if e.gzip else []
+        if e.cookie_token:
+            middleware.append(Middleware(routes_video.CookieBearer))
         handler = protected(e.handler, e.scope, submits=e.submits) if e.protected else e.handler
-        routes.append(Route(e.path, handler, methods=[e.method], middleware=middleware))
+        routes.append(Route(e.path, handler, methods=[e.method], middleware=middleware or None))
     return routes
 
 
@@ -312,7 +395,7 @@ def create_app(
                 context.store.close()
 
     app = Starlette(
-        routes=build_routes(),
+        routes=[*build_routes(), *ui.routes()],  # the HTML pages (web/ui/) after the API
         middleware=[Middleware(RequestContextMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -56,6 +56,16 @@ class ErrorCode(StrEnum):
     RETRY_LIMIT = "retry_limit"
     UPLOAD_EXPIRED = "upload_expired"
     FRAMES_EXPIRED = "frames_expired"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    # sport analysis (web/routes_analysis.py)
+    ANALYSIS_NOT_FOUND = "analysis_not_found"
+    ANALYSIS_PENDING = "analysis_pending"
+    ANALYSIS_EXPIRED = "analysis_expired"
+    NOT_A_POSE_JOB = "not_a_pose_job"
+    INVALID_KEYPOINTS = "invalid_keypoints"
+    KEYPOINTS_NOT_STORED = "keypoints_not_stored"
+    TRACK_NOT_FOUND = "track_not_found"
+    TRACK_REQUIRED = "track_required"
     # /pose/hybrid
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"

@@ -8,7 +8,7 @@ streaming handler (web/uploads.py); its text fields are the same SubmitOptions.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -173,9 +173,21 @@ class HybridRequest(_Input):
     detect_scales: Annotated[int, Field(ge=0), JSON_INT] | None = Field(
         default=None, description="finer scales of tiles searched besides the whole image (default: from its size)"
     )
+    backend: Literal["blazepose", "phalp"] | None = Field(
+        default=None, description="phalp: 4D-Humans' SMPL parameters and joints per person, and the mesh (vertices, "
+                                  "faces) when the worker has POSE_SMPL_MODEL; default: the server's POSE_BACKEND"
+    )
 
     @property
     def params(self) -> dict[str, Any]:
         """The hybrid job's params: a still is one frame on its own (static mode)."""
         given = {"max_people": self.max_people, "detect_scales": self.detect_scales}
         return {"mode": "static", **{k: v for k, v in given.items() if v is not None}}
+
+    def params_for(self, default_backend: str) -> dict[str, Any]:
+        """The params for the backend that runs the job: with phalp, the mesh is asked for and the
+        BlazePose options stay (the phalp schema refuses them, 422, rather than ignoring them)."""
+        if (self.backend or default_backend) != "phalp":
+            return self.params
+        given = {"max_people": self.max_people, "detect_scales": self.detect_scales}
+        return {"backend": "phalp", "mesh": True, **{k: v for k, v in given.items() if v is not None}}

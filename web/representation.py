@@ -128,6 +128,7 @@ class Links(_Answer):
     self: str
     result: str
     events: str
+    analysis: str
 
 
 class JobView(_Answer):
@@ -149,6 +150,10 @@ class JobView(_Answer):
     owner_token_id: int | None = Field(description="the API token that submitted it; null: SQL, env token, open API")
     segment_of: SegmentOf | None = Field(description="set on a segment job (a stretch of a split job's video)")
     segments: Segments | None = Field(description="set on a job split into segment jobs")
+    kind: Literal["pose", "analysis"] = Field(
+        description="pose: a video through the pose pipeline; analysis: the sport analysis of a pose job's "
+                    "keypoints (source_job_id) or of an uploaded keypoints file (video.upload_id)")
+    source_job_id: int | None = Field(description="an analysis job's pose job (null: an uploaded file, or a pose job)")
     links: Links
 
     @classmethod
@@ -199,8 +204,11 @@ class JobView(_Answer):
             segments=None if job.segment_count is None else Segments(
                 count=job.segment_count, succeeded=job.segments_succeeded, running=job.segments_running,
                 list=f"/v1/jobs?parent_id={job.id}"),
+            kind="analysis" if job.kind == "analysis" else "pose",
+            source_job_id=job.source_job_id,
             links=Links(
-                self=f"/v1/jobs/{job.id}", result=f"/v1/jobs/{job.id}/result", events=f"/v1/jobs/{job.id}/events"
+                self=f"/v1/jobs/{job.id}", result=f"/v1/jobs/{job.id}/result", events=f"/v1/jobs/{job.id}/events",
+                analysis=f"/v1/jobs/{job.id}/analysis",
             ),
         )
 

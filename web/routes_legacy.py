@@ -32,7 +32,7 @@ from web.errors import ApiError
 from web.inputs import HYBRID_BODY_LIMIT, HybridRequest, LegacyVideoRequest
 from web.readiness import pool_snapshot, readiness, readiness_response
 from web.representation import HybridAnswer, LegacyPoolStatus, LegacySubmitted, LegacyVideoStatus
-from web.submission import Submission, load_job, submit_job
+from web.submission import Submission, check_pipeline_params, load_job, submit_job
 from web.uploads import image_to_video, iter_file
 from web.validation import read_json_object, validated
 
@@ -120,10 +120,13 @@ async def hybrid(request: Request) -> Response:
     """One still image → the people and keypoints found in it, waiting for a worker to do it."""
     app = ctx(request)
     body = validated(HybridRequest, await read_json_object(request, limit=HYBRID_BODY_LIMIT))
+    params = body.params_for(app.settings.backend)
+    if params.get("backend") == "phalp":  # the phalp pipeline's own schema (mesh), checked before any upload
+        check_pipeline_params(app.settings.pipeline, params)
     image = _decode_image(body.image_base64)
     upload_id, width, height = await db(_store_image, app, image)
     submission = Submission(
-        priority=HYBRID_PRIORITY, params=body.params, max_attempts=1, timeout_s=app.hybrid_timeout_s
+        priority=HYBRID_PRIORITY, params=params, max_attempts=1, timeout_s=app.hybrid_timeout_s
     )
     job, _ = await submit_job(app, submission, principal=principal_of(request), upload_id=upload_id)
     final = await _wait_final(app, job.id, app.hybrid_timeout_s)

@@ -19,7 +19,7 @@ from web.error_codes import ErrorCode
 from web.errors import ApiError
 from web.inputs import MAX_JOB_ID, SubmitOptions
 from web.tokens import Principal
-from worker.pipeline.params import InvalidParams, check_service_params, schema_for
+from worker.pipeline.params import InvalidParams, check_service_params, schema_for_job
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def check_pipeline_params(pipeline: str, params: dict[str, Any]) -> None:
     """422 now for params the configured pipeline would refuse later, on a worker, as a failed job
     (worker/pipeline/params.py); a pipeline that declares no schema takes any JSON object besides the
     service's own params (``segment_s``), which are checked for every pipeline."""
-    schema = schema_for(pipeline)
+    schema = schema_for_job(pipeline, params)  # the phalp backend's own, when params name it
     try:
         if schema is None:
             check_service_params(params)

@@ -27,7 +27,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -93,8 +93,9 @@ class ReceivedUpload:
 
 
 class _MultipartReceiver:
-    def __init__(self, request: Request, max_bytes: int, spool: IO[bytes]) -> None:
+    def __init__(self, request: Request, max_bytes: int, spool: IO[bytes], file_field: str = VIDEO_FIELD) -> None:
         self.request = request
+        self.file_field = file_field
         self.max_bytes = max_bytes
         self.spool = spool
         self.part = _Part()
@@ -141,14 +142,14 @@ class _MultipartReceiver:
             self.part.filename = options[b"filename"].decode("utf-8", "replace")
         content_type = self.part.headers.get(b"content-type")
         self.part.content_type = content_type.decode("latin-1") if content_type else None
-        if self.part.name == VIDEO_FIELD:
+        if self.part.name == self.file_field:
             if self.video_seen:
-                self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, "more than one 'video' part"))
+                self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, f"more than one {self.file_field!r} part"))
                 return
             # both are stored as text: PostgreSQL refuses NUL, and control characters are no name
             for what, value in (("filename", self.part.filename), ("content type", self.part.content_type)):
                 if value is not None and (len(value) > 1024 or not value.isprintable()):
-                    why = f"the video part's {what} must be printable, ≤ 1024 characters"
+                    why = f"the {self.file_field} part's {what} must be printable, ≤ 1024 characters"
                     self._refuse(ApiError(422, ErrorCode.INVALID_FIELD, why))
                     return
             self.video_seen = self.in_video = True
@@ -234,18 +235,21 @@ class _MultipartReceiver:
         if self.problem is not None:
             raise self.problem
         if not self.video_seen:
-            raise ApiError(422, ErrorCode.MISSING_FIELD, "multipart body without a 'video' part")
+            raise ApiError(422, ErrorCode.MISSING_FIELD, f"multipart body without a {self.file_field!r} part")
         if not self.video_done:
-            raise ApiError(400, ErrorCode.MALFORMED_MULTIPART, "the body ended inside the video part")
+            raise ApiError(400, ErrorCode.MALFORMED_MULTIPART, f"the body ended inside the {self.file_field} part")
         await self._flush(final=True)
 
 
 async def receive_upload(
-    request: Request, store: JobStore, *, max_bytes: int, spool_dir: Path | None = None
+    request: Request, store: JobStore, *, max_bytes: int, spool_dir: Path | None = None,
+    file_field: str = VIDEO_FIELD, check: Callable[[str], dict[str, Any]] | None = None,
 ) -> ReceivedUpload:
     """Receive the multipart request's ``video`` part into a spool file, check it (see the module
     docstring), then store it in PostgreSQL in one short transaction; the other parts come back as
-    text fields. Raises ApiError (400, 408, 413, 415, 422, 507) and keeps nothing then."""
+    text fields. Raises ApiError (400, 408, 413, 415, 422, 507) and keeps nothing then. Another
+    ``file_field`` with its own ``check`` (an ApiError for a bad file, else what ``probe`` holds)
+    receives another kind of file the same way (``POST /v1/analyses``: ``keypoints``)."""
     boundary = _boundary(request)
     declared = _content_length(request)
     if declared is not None and declared > max_bytes + MULTIPART_OVERHEAD:
@@ -254,12 +258,12 @@ async def receive_upload(
     with _no_space_is_507():
         fd, path = tempfile.mkstemp(prefix="pose-upload-", dir=spool_dir)  # no suffix: content decides
     try:
-        receiver = _MultipartReceiver(request, max_bytes, os.fdopen(fd, "wb"))
+        receiver = _MultipartReceiver(request, max_bytes, os.fdopen(fd, "wb"), file_field)
         try:
             await receiver.receive(boundary)
         finally:
             await anyio.to_thread.run_sync(_close, receiver.spool)
-        probe = await anyio.to_thread.run_sync(check_video, path)
+        probe = await anyio.to_thread.run_sync(check or check_video, path)
         # only now, with every byte here and checked, does the upload take a database connection
         upload_id = await db(_store_file, store, path, receiver)
     finally:

@@ -55,6 +55,9 @@ class JobRequest:
     #: ask a splittable pipeline first whether the video is longer than this many seconds; if so, the
     #: child answers ``split`` (its frame count and fps) without processing, and the worker splits the job
     split_after_s: float | None = None
+    #: the backend that runs the job (worker/pipeline/params.py BACKENDS), resolved by the worker from the
+    #: job's params.backend or its POSE_BACKEND; None: the child's default (worker/pipeline/backends.py)
+    backend: str | None = None
 
     @property
     def spool_path(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -25,7 +26,10 @@ from jobs.log_setup import bind_context, log_context
 from jobs.settings import Settings
 from jobs.states import ErrorKind
 from jobs.store import JobStore, NotOwned, Outcome
+from worker import analysis_job
 from worker.attempt import AttemptControls, AttemptLimits, AttemptOutcome, AttemptStatus, run_attempt
+from worker.backends import advertised_backends
+from worker.backends import child_env as backend_env
 from worker.child_protocol import JobRequest
 from worker.child_slot import ChildSlot
 from worker.current_job import CurrentJob
@@ -37,6 +41,7 @@ from worker.input_staging import InputRefused, staged_video
 from worker.job_rescuer import JobRescuer
 from worker.listener import Listener
 from worker.pipeline.params import pipeline_params
+from worker.pipeline.phalp.config import WORK_DIR_ENV as PHALP_WORK_DIR_ENV
 from worker.pipeline_child import ChildDied
 from worker.segments import plan_segments
 from worker.stitch import CannotStitch, stitch
@@ -70,6 +75,8 @@ class WorkerDaemon:
             child_env["CUDA_VISIBLE_DEVICES"] = gpu
         if settings.model_dir is not None:
             child_env["POSE_MODEL_DIR"] = str(settings.model_dir)
+        child_env.update(backend_env(settings))  # the default backend and the phalp settings (docs/phalp.md)
+        child_env[PHALP_WORK_DIR_ENV] = str(self.work_dir)  # phalp jobs' private directories go here
         self.slot = ChildSlot(
             pipeline=settings.pipeline,
             mode=settings.worker_mode,
@@ -77,6 +84,9 @@ class WorkerDaemon:
             env=child_env,
             kill_grace_s=settings.kill_grace_s,
         )
+        # analysis jobs (worker/analysis_job.py): a child that loads no model, started on first use
+        self.analysis_slot = analysis_job.child_slot(child_env, recycle_after=settings.recycle_after,
+                                                     kill_grace_s=settings.kill_grace_s)
         self.heartbeat = Heartbeat(self.store, self.worker_id, self.current, interval_s=settings.heartbeat_s,
                                    lease_s=settings.lease_s, stop=self.halt)
         self.jobs_done = 0
@@ -102,8 +112,11 @@ class WorkerDaemon:
         with_db_retry(lambda: ensure_schema_current(self.store.engine), "check the schema", give_up=self.stop.is_set)
         log.info("worker starting: host=%s pid=%s gpu=%s mode=%s pipeline=%s", socket.gethostname(),
                  os.getpid(), self.gpu, self.settings.worker_mode, self.settings.pipeline)
+        backends = advertised_backends(self.settings)  # the claim statements read them from pose_workers
+        log.info("backends: %s (default %s)", ", ".join(backends), self.settings.backend)
         with_db_retry(lambda: self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid(),
-                                                         gpu=self.gpu, mode=self.settings.worker_mode),
+                                                         gpu=self.gpu, mode=self.settings.worker_mode,
+                                                         backends=backends),
                       "register the worker", give_up=self.stop.is_set)
         listener = Listener(self.database_url, on_queued=self.wake.set, on_cancel=self._on_cancel, stop=self.halt)
         threads: list[threading.Thread] = [
@@ -122,6 +135,7 @@ class WorkerDaemon:
             self._loop()
         finally:
             self.slot.shutdown()
+            self.analysis_slot.shutdown()
             self.halt.set()
             with contextlib.suppress(Exception):
                 self.store.worker_stopped(self.worker_id)
@@ -216,6 +230,8 @@ class WorkerDaemon:
                 self._stitch(job)
                 self.jobs_done += 1
                 return None
+            if job.kind == "analysis":
+                return self._analyse(job)
             result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
             frames_path = result_path.with_name(result_path.name + ".frames")
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH, "worker error before the attempt ended")
@@ -241,10 +257,7 @@ class WorkerDaemon:
         return self._shutdown_deadline is not None and time.monotonic() >= self._shutdown_deadline
 
     def _attempt(self, job: Job, result_path: Path, writer: FrameWriter) -> AttemptOutcome:
-        settings = self.settings
-        # a job's own timeout_s is a hard total; the default stretches with the video's frame count
-        limits = (AttemptLimits(job.timeout_s, settings.stall_s) if job.timeout_s else
-                  AttemptLimits(settings.timeout_s, settings.stall_s, settings.timeout_per_frame_s))
+        limits = self._limits(job)
         controls = AttemptControls(
             cancel_requested=lambda: self.current.cancel_requested or self._lease_gone(),
             shutdown_deadline=lambda: self._shutdown_deadline,
@@ -259,7 +272,8 @@ class WorkerDaemon:
                 request = JobRequest(
                     job.id, video_path, pipeline_params(job.params), str(result_path), str(writer.spool_path),
                     frame_range=(job.segment_first or 0, job.segment_stop) if job.parent_id is not None else None,
-                    split_after_s=self._segment_s(job) or None if job.parent_id is None else None)
+                    split_after_s=self._segment_s(job) or None if job.parent_id is None else None,
+                    backend=self._backend(job))
                 outcome = run_attempt(child, request, limits, controls)
         except InputRefused as exc:
             outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.BAD_INPUT, str(exc))
@@ -282,6 +296,62 @@ class WorkerDaemon:
                 outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH,
                                          f"worker could not run the attempt: {exc}")
         return outcome
+
+    def _limits(self, job: Job) -> AttemptLimits:
+        """A job's own timeout_s is a hard total; the default stretches with the video's frame count."""
+        settings = self.settings
+        # track.py reports no progress while it runs: a phalp job is bounded by its total deadline alone
+        stall_s = math.inf if self._backend(job) == "phalp" else settings.stall_s
+        return (AttemptLimits(job.timeout_s, stall_s) if job.timeout_s else
+                AttemptLimits(settings.timeout_s, stall_s, settings.timeout_per_frame_s))
+
+    def _backend(self, job: Job) -> str:
+        """The backend that runs ``job``: its params.backend, else this worker's default."""
+        named = job.params.get("backend") if isinstance(job.params, dict) else None
+        return str(named) if named else self.settings.backend
+
+    def _analyse(self, job: Job) -> Job | None:
+        """An analysis job (worker/analysis_job.py): its child, then the analysis stored fenced by the
+        attempt, then the outcome recorded like any job's."""
+        result_path = self.work_dir / f"job{job.id}-a{job.attempt}.json"
+        tracks_path = result_path.with_name(result_path.name + ".tracks")
+        outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH, "worker error before the attempt ended")
+        controls = AttemptControls(cancel_requested=lambda: self.current.cancel_requested or self._lease_gone(),
+                                   shutdown_deadline=lambda: self._shutdown_deadline,
+                                   report_progress=self.current.set_progress)
+        try:
+            outcome = analysis_job.run(self.store, job, self.analysis_slot, self.work_dir, result_path, tracks_path,
+                                       self._limits(job), controls, self._grace_over)
+            if outcome.status is AttemptStatus.SUCCEEDED and not self.current.lost:
+                try:
+                    owned = with_db_retry(lambda: analysis_job.save(self.store, job, self.worker_id, result_path,
+                                                                    tracks_path),
+                                          "store the analysis", give_up=self._grace_over)
+                except Exception as exc:
+                    if is_transient(exc):
+                        log.warning("shutting down before the database came back: the analysis is not stored; "
+                                    "the job returns to the queue when its lease expires")
+                        return None
+                    outcome = AttemptOutcome(AttemptStatus.FAILED, ErrorKind.RESULT_REJECTED,
+                                             f"storing the analysis failed: {describe(exc)}",
+                                             outcome.frames_done, outcome.frames_total)
+                else:
+                    if not owned:
+                        log.warning("the job was rescued by another worker while its analysis was stored; "
+                                    "not recording")
+                        return None
+            return self._record(job, outcome, result_path)
+        finally:
+            if self.current.job is job:
+                with self.current.ownership:
+                    self.current.clear()
+            for path in (result_path, result_path.with_name(result_path.name + ".tmp"), tracks_path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            self.jobs_done += 1
+            self.analysis_slot.finished(healthy=outcome.status in HEALTHY_ENDINGS
+                                        or (outcome.status is AttemptStatus.FAILED
+                                            and outcome.kind in HEALTHY_FAILURES))
 
     def _segment_s(self, job: Job) -> float:
         """How long a stretch of video one job takes before it is split (0: never split it)."""
@@ -440,9 +510,10 @@ class WorkerDaemon:
             assert document is not None
             if claim_next:
                 return self.store.succeed_and_claim_next(job, self.worker_id, document, outcome.frames_done,
-                                                         outcome.frames_total, settings.lease_s, frames_stored=True)
+                                                         outcome.frames_total, settings.lease_s,
+                                                         frames_stored=job.kind == "pose")
             return self.store.succeed(job, self.worker_id, document, outcome.frames_done, outcome.frames_total,
-                                      frames_stored=True), None
+                                      frames_stored=job.kind == "pose"), None
         if outcome.status is AttemptStatus.CANCELLED:
             return self.store.finish_cancelled(job, self.worker_id), None
         if outcome.status is AttemptStatus.SPLIT:

@@ -16,9 +16,11 @@ COMMAND_MODULES = (
     "jobs.cli.db",
     "jobs.cli.worker",
     "jobs.cli.client",
+    "jobs.cli.analysis",
     "jobs.cli.tokens",
     "jobs.cli.pipeline",
     "jobs.cli.demo",
+    "jobs.cli.doctor",
 )
 
 

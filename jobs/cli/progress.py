@@ -1,4 +1,5 @@
-"""The one progress display of the command line: `submit --wait`, `demo` and `run` all follow frames.
+"""The one progress display of the command line: `submit --wait`, `demo` and `run` all follow frames,
+and `submit --server` shows its upload's bytes first (:class:`UploadProgress`, the same two forms).
 
 ``run`` feeds :class:`FrameProgress` from the pipeline's progress callback; ``submit --wait`` and
 ``demo`` poll a job through :func:`follow_job`, from the database or over REST alike.
@@ -17,10 +18,20 @@ import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.text import Text
 
 from jobs.states import FINAL_STATES
@@ -115,6 +126,75 @@ class FrameProgress:
             self._progress = None
         elif self.enabled and not self.live and self._last_line is not None and self.line() != self._last_line:
             self._print_line()  # where it ended, even when the description never changed (`run`)
+
+
+class UploadProgress:
+    """Bytes sent of an upload: a live rich bar (sent/total, speed) on a terminal; elsewhere one plain
+    line when it starts and one when it ends. :meth:`reader` wraps the file so that what the HTTP
+    client reads is what the bar counts."""
+
+    def __init__(
+        self, description: str, total: int, *, stream: IO[str] | None = None, live: bool | None = None
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.description, self.total, self.sent = description, total, 0
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> UploadProgress:
+        if self.live:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                      TaskProgressColumn(), TransferSpeedColumn(),
+                                      console=Console(file=self.stream, force_terminal=True))
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        else:
+            print(f"{self.description} {self.total} bytes", file=self.stream, flush=True)
+        return self
+
+    def advance(self, n: int) -> None:
+        self.sent += n
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=self.sent)
+
+    def reader(self, fh: IO[bytes]) -> IO[bytes]:
+        """``fh`` as the HTTP client should read it (duck-typed: read, seek, tell, fileno)."""
+        return cast(IO[bytes], _CountingReader(fh, self))
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        else:
+            print(f"{self.description} sent {self.sent}/{self.total} bytes", file=self.stream, flush=True)
+
+
+class _CountingReader:
+    """A binary file whose reads advance an UploadProgress; seek/tell/fileno pass through, so an HTTP
+    client still finds the length (and restarts at 0 when it seeks)."""
+
+    def __init__(self, fh: IO[bytes], progress: UploadProgress) -> None:
+        self._fh, self._progress = fh, progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        self._progress.advance(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._fh.seek(offset, whence)
+        if position == 0:
+            self._progress.sent = 0
+        return position
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
 
 
 def job_detail(job: dict[str, Any]) -> str:

@@ -46,9 +46,12 @@ ORDER BY j.id DESC;
 -- its worker's heartbeat (worker_heartbeat), which releases jobs it holds without knowing.
 -- The next runnable job: highest priority, then earliest run_after, then oldest. SKIP LOCKED lets
 -- any number of workers claim concurrently without waiting on each other or taking the same row.
+-- Only a job the worker can run: one that leaves the backend to it (NULL) or names one of the
+-- backends its pose_workers row advertises (migration 0010; a worker not registered runs only the former).
 WITH next AS (
     SELECT id FROM pose_jobs
     WHERE state = 'queued' AND run_after <= now()
+      AND (backend IS NULL OR backend = ANY (SELECT unnest(backends) FROM pose_workers WHERE id = :worker_id))
     ORDER BY priority DESC, run_after, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -128,6 +131,7 @@ FROM done
 ), next AS (
     SELECT id FROM pose_jobs
     WHERE state = 'queued' AND run_after <= now()
+      AND (backend IS NULL OR backend = ANY (SELECT unnest(backends) FROM pose_workers WHERE id = :worker_id))
     ORDER BY priority DESC, run_after, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -285,9 +289,10 @@ FROM pose_jobs WHERE state = 'queued';
 SELECT state, count(*) AS n FROM pose_jobs GROUP BY state;
 
 -- name: register_worker
-INSERT INTO pose_workers (id, host, pid, gpu, mode)
-VALUES (:id, :host, :pid, :gpu, :mode)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL;
+-- :backends: what the worker can run (the claim statements read it); NULL runs only jobs without a backend.
+INSERT INTO pose_workers (id, host, pid, gpu, mode, backends)
+VALUES (:id, :host, :pid, :gpu, :mode, CAST(:backends AS text[]))
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL, backends = EXCLUDED.backends;
 
 -- name: worker_heartbeat
 -- The worker is alive and runs :current_job_id (or nothing). Any other job still running under its

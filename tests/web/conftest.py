@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 
 with warnings.catch_warnings():  # Starlette 1.x suggests httpx2; httpx is what this project ships
     warnings.simplefilter("ignore")
@@ -154,14 +155,20 @@ def result_document(people: int = 1, frames: int = 1, width: int = 64, height: i
     }
 
 
-def run_job(store: JobStore, worker_id: str = "test-worker", *, document: dict[str, Any] | None = None) -> Job:
-    """Claim the next job and finish it successfully, as a worker would (through the real SQL)."""
+def run_job(store: JobStore, worker_id: str = "test-worker", *, document: dict[str, Any] | None = None,
+            keep_analysis: bool = False) -> Job:
+    """Claim the next job and finish it successfully, as a worker would (through the real SQL). The
+    analysis job its success queues (migration 0011) is removed unless ``keep_analysis``, so tests of
+    the job core see the queue they built."""
     store.register_worker(worker_id, host="testhost", pid=os.getpid(), gpu=None, mode="warm")
     job = store.claim(worker_id, 30.0)
     assert job is not None, "nothing to claim"
     store.record_progress(job, worker_id, 5, 5, 30.0)
     outcome = store.succeed(job, worker_id, json.dumps(document or result_document()), 5, 5)
     assert outcome.owned
+    if not keep_analysis:
+        with store.engine.begin() as conn:
+            conn.execute(text("DELETE FROM pose_jobs WHERE source_job_id = :id AND kind = 'analysis'"), {"id": job.id})
     return job
 
 

@@ -100,7 +100,7 @@ def test_submit_through_the_server_uploads_and_follows(start_server, web_store, 
 def test_submit_through_the_server_reports_refusals(start_server) -> None:
     server = start_server(env={"POSE_API_TOKENS": "tok"})
     r = cli("submit", str(VIDEO), "--server", server.url, url="postgresql://unused@127.0.0.1:1/x")
-    assert r.returncode == 1 and "HTTP 401" in r.stderr
+    assert r.returncode == 4 and "HTTP 401" in r.stderr  # 4: the server refused the token
 
 
 def test_status_result_jobs_stats_read_the_database(web_store, web_db_url, tmp_path: Path) -> None:

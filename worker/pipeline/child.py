@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
-import importlib
 import json
 import logging
 import os
@@ -34,17 +33,11 @@ from worker.child_protocol import (
 from worker.exhaustion import exhausted
 from worker.frame_spool import BlockEncoder
 from worker.parent_death import die_with_parent
+from worker.pipeline.backends import BackendPipelines
 from worker.pipeline.contract import BadInput, Pipeline, VideoSpan
 
 log = logging.getLogger("pose_service.child")
 PROGRESS_MIN_INTERVAL_S = 0.2
-
-
-def load_factory(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if not attr:
-        raise ValueError(f"--pipeline must look like 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module_name), attr)
 
 
 class Reporter:
@@ -191,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     fd = int(os.environ[CHILD_FD_ENV])
     reporter = Reporter(os.fdopen(fd, "wb", buffering=0))
     try:
-        pipeline = load_factory(args.pipeline)()
+        pipelines = BackendPipelines(args.pipeline)  # the default backend now, any other on first use
+        pipelines.get()
     except Exception as exc:  # noqa: BLE001 - the reason must reach the worker, not just stderr
         log.error("pipeline %s cannot load:\n%s", args.pipeline, traceback.format_exc())
         reporter.send(ChildMessage("unavailable", message=f"{type(exc).__name__}: {exc}"))
@@ -201,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
-        run_one(pipeline, JobRequest.decode(line), reporter)
+        request = JobRequest.decode(line)
+        try:
+            pipeline = pipelines.get(request.backend)
+        except Exception as exc:  # noqa: BLE001 - this job's backend cannot load here: its outcome, not the child's end
+            log.error("backend %s cannot load:\n%s", request.backend, traceback.format_exc())
+            why = f"the {request.backend} backend cannot load: {type(exc).__name__}: {exc}"
+            reporter.send(ChildMessage("error", job_id=request.job_id, kind=PIPELINE_ERROR, message=why))
+        else:
+            run_one(pipeline, request, reporter)
         served += 1
         if args.max_jobs and served >= args.max_jobs:
             break

@@ -52,13 +52,22 @@ class Param:
 _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
+#: The backends a job may ask for (``params.backend``; absent: its worker's POSE_BACKEND). blazepose is
+#: the configured pipeline (POSE_PIPELINE); phalp is the 4D-Humans/PHALP mesh tracker (docs/phalp.md),
+#: always run by PHALP_FACTORY. Migration 0010's CHECK on ``pose_jobs.backend`` lists the same names.
+BACKENDS = ("blazepose", "phalp")
+PHALP_FACTORY = "worker.pipeline.phalp.pipeline:create"
+
 #: Params the service reads itself, for whichever pipeline runs: a job's ``segment_s`` overrides
-#: POSE_SEGMENT_S (the worker splits a longer video into segment jobs; 0: never split this one). The
-#: worker removes them before the pipeline sees ``params`` (:func:`pipeline_params`); a pipeline
+#: POSE_SEGMENT_S (the worker splits a longer video into segment jobs; 0: never split this one);
+#: ``backend`` picks what runs it (and which workers may claim it: the column ``pose_jobs.backend``).
+#: The worker removes them before the pipeline sees ``params`` (:func:`pipeline_params`); a pipeline
 #: schema must not declare these names.
 SERVICE_PARAMS: Mapping[str, Param] = {
     "segment_s": Param(int, None, lo=0, hi=86_400,
                        doc="split a video longer than this many seconds into segments run in parallel"),
+    "backend": Param(str, None, choices=BACKENDS,
+                     doc="what runs the job: blazepose or phalp (absent: the worker's POSE_BACKEND)"),
 }
 
 
@@ -102,6 +111,15 @@ class ParamsSchema:
                 raise InvalidParams(problem)
             out[name] = value
         return out
+
+
+def schema_for_job(factory: str, params: Mapping[str, Any] | None) -> ParamsSchema | None:
+    """The schema a job's ``params`` are checked against at submit: the phalp pipeline's when they name
+    that backend, else the configured factory's (a job leaving the backend to its worker is checked
+    against POSE_PIPELINE; the phalp pipeline ignores params it does not declare)."""
+    if (params or {}).get("backend") == "phalp":
+        return schema_for(PHALP_FACTORY)
+    return schema_for(factory)
 
 
 @functools.lru_cache(maxsize=16)

@@ -42,6 +42,10 @@ def runs(valid: BoolArray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
+#: Frames per block of the Hampel identifier (bounds its working memory whatever the track's length).
+HAMPEL_BLOCK = 2048
+
+
 def hampel(x: FloatArray, half_window: int, n_sigmas: float, floor: float = 0.0,
            groups: int = 1) -> tuple[BoolArray, FloatArray]:
     """Outliers of ``x`` (T, N) as a (T, N) mask, and the window medians (T, N) that replace them; NaN is
@@ -57,13 +61,20 @@ def hampel(x: FloatArray, half_window: int, n_sigmas: float, floor: float = 0.0,
     w = min(half_window, t - 1)
     padded = np.full((t + 2 * w, n), np.nan)
     padded[w:w + t] = x
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1, axis=0)  # (T, N, 2w+1)
-    valid_count = np.sum(~np.isnan(windows), axis=2)
-    with np.errstate(all="ignore"):
-        median = _nanmedian_last(windows, valid_count)
-        mad = _nanmedian_last(np.abs(windows - median[..., None]), valid_count)
-        limit = np.maximum(n_sigmas * MAD_TO_SIGMA * mad, floor)
-        out = (np.abs(x - median) > limit) & (valid_count >= 3)
+    out = np.zeros((t, n), dtype=bool)
+    median = np.empty((t, n))
+    # a block of frames at a time: the windows are (frames, N, 2w+1), 15 times the series, which for a
+    # long track would be gigabytes at once
+    for first in range(0, t, HAMPEL_BLOCK):
+        stop = min(t, first + HAMPEL_BLOCK)
+        windows = np.lib.stride_tricks.sliding_window_view(padded[first:stop + 2 * w], 2 * w + 1, axis=0)
+        valid_count = np.sum(~np.isnan(windows), axis=2)
+        with np.errstate(all="ignore"):
+            block_median = _nanmedian_last(windows, valid_count)
+            mad = _nanmedian_last(np.abs(windows - block_median[..., None]), valid_count)
+            limit = np.maximum(n_sigmas * MAD_TO_SIGMA * mad, floor)
+            out[first:stop] = (np.abs(x[first:stop] - block_median) > limit) & (valid_count >= 3)
+        median[first:stop] = block_median
     if groups > 1:
         per = n // groups
         out = np.repeat(out.reshape(t, groups, per).any(axis=2), per, axis=1)
@@ -92,14 +103,14 @@ def fill_gaps(x: FloatArray, max_gap: int) -> tuple[FloatArray, BoolArray]:
     t = np.arange(x.shape[0], dtype=np.float64)
     missing = np.isnan(x)
     for column in np.flatnonzero(missing.any(axis=0)):
-        miss = missing[:, column]
-        if miss.all():
-            continue
-        known = ~miss
-        for start, stop in runs(miss):
+        for start, stop in runs(missing[:, column]):
             if start == 0 or stop == x.shape[0] or stop - start > max_gap:
                 continue
-            out[start:stop, column] = np.interp(t[start:stop], t[known], x[known, column])
+            # between the known samples on either side (as np.interp would, without searching the
+            # whole series for them: a long track has many gaps)
+            before, after = x[start - 1, column], x[stop, column]
+            slope = (after - before) / (stop - start + 1)
+            out[start:stop, column] = slope * (t[start:stop] - (start - 1)) + before
             filled[start:stop, column] = True
     return out, filled
 
