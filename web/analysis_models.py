@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from jobs.analysis_export import ExportFormat
 from jobs.result_stream import FrameWindow
 from web.error_codes import ErrorCode
-from web.inputs import MAX_PRIORITY
+from web.inputs import MAX_PRIORITY, frame_window
 from web.validation import JSON_INT, QUERY_INT, PgJsonObject, invalid
 
 MAX_TRACK_ID = 2**31 - 1
@@ -58,14 +58,6 @@ class AnalysisUpload(_Input):
 
 
 # ---- queries --------------------------------------------------------------------------------------
-def _window(value: Any) -> Any:
-    try:
-        FrameWindow.parse(value)
-    except ValueError as exc:
-        raise invalid(str(exc), ErrorCode.INVALID_PARAMETER) from None
-    return value
-
-
 def _tracks(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -82,7 +74,7 @@ def _tracks(value: Any) -> Any:
 class AnalysisQuery(_Input):
     """GET /v1/jobs/{id}/analysis: which frames and which tracks."""
 
-    frames: Annotated[str, BeforeValidator(_window)] | None = Field(
+    frames: Annotated[str, BeforeValidator(frame_window)] | None = Field(
         default=None, description="frames A:B (index A up to, not including, B; A: or :B leave a side open)",
         pattern=r"^[0-9]*(:[0-9]*)?$", max_length=24)
     tracks: Annotated[str, BeforeValidator(_tracks)] | None = Field(

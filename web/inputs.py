@@ -127,7 +127,8 @@ class StatsQuery(_Input):
     days: Annotated[int, Field(ge=1, le=STATS_MAX_DAYS), QUERY_INT] = STATS_DEFAULT_DAYS
 
 
-def _window(value: Any) -> Any:
+def frame_window(value: Any) -> Any:
+    """``?frames=A:B`` checked with FrameWindow.parse (422 invalid_parameter), kept as the text."""
     try:
         FrameWindow.parse(value)
     except ValueError as exc:
@@ -138,7 +139,7 @@ def _window(value: Any) -> Any:
 class ResultQuery(_Input):
     """GET /v1/jobs/{id}/result: which frames, in which format."""
 
-    frames: Annotated[str, BeforeValidator(_window)] | None = Field(
+    frames: Annotated[str, BeforeValidator(frame_window)] | None = Field(
         default=None, description="frames A:B (index A up to, not including, B; A: or :B leave a side open)",
         pattern=r"^[0-9]*(:[0-9]*)?$", max_length=24,
     )
