@@ -41,7 +41,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pose_frame_rows
                WHERE job_id = NEW.id AND attempt = NEW.attempt AND track_id IS NOT NULL) THEN
         INSERT INTO pose_jobs (kind, source_job_id, owner_token_id, priority, max_attempts)
-        VALUES ('analysis', NEW.id, NEW.owner_token_id, NEW.priority - 1, NEW.max_attempts);
+        -- one below, except at the lowest integer (a hostile SQL insert must not make the success fail)
+        VALUES ('analysis', NEW.id, NEW.owner_token_id, GREATEST(NEW.priority, -2147483647) - 1, NEW.max_attempts);
     END IF;
     RETURN NULL;
 END $$;

@@ -346,6 +346,14 @@ def test_the_trigger_queues_an_analysis_for_videos_with_people(web_db_url) -> No
         (1, 6, "queued")]
     sql(web_db_url, "UPDATE pose_jobs SET state = 'succeeded', finished_at = now() WHERE kind = 'analysis'")
     assert sql(web_db_url, "SELECT count(*) FROM pose_jobs WHERE kind = 'analysis'") == [(1,)]
+    # the lowest priority an integer holds: the analysis gets the same, and the success still commits
+    ((low,),) = sql(web_db_url, "INSERT INTO pose_jobs (video_path, priority, attempt) "
+                                "VALUES ('/low.mp4', -2147483648, 1) RETURNING id")
+    sql(web_db_url, "INSERT INTO pose_frame_rows (job_id, attempt, frame_index, time_s, track_id) "
+                    "VALUES (%s, 1, 0, 0, 1)", (low,))
+    sql(web_db_url, "UPDATE pose_jobs SET state = 'succeeded', finished_at = now(), frames_done = 90 WHERE id = %s",
+        (low,))
+    assert sql(web_db_url, "SELECT priority FROM pose_jobs WHERE source_job_id = %s", (low,)) == [(-2147483648,)]
 
 
 def test_the_history_views_count_videos_only(analysed, web_store, web_db_url, tmp_path) -> None:
