@@ -16,6 +16,7 @@ A few minutes on a CPU: the pipeline runs the 6 s runner twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,11 @@ def wait_for(what: str, check: Any, timeout_s: float = WAIT_S) -> Any:
     raise SystemExit(f"screenshots: {what} did not happen in {timeout_s:.0f} s")
 
 
+def ended(job: dict[str, Any]) -> str | None:
+    """The job's final state, or None while it has none."""
+    return job["state"] if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+
 def scratch_database(server_url: str) -> tuple[str, Any]:
     """A new database on ``server_url``'s server, and how to drop it."""
     import psycopg
@@ -74,34 +81,36 @@ def scratch_database(server_url: str) -> tuple[str, Any]:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
 
 
-def photograph_dashboard(base: str, running: int) -> None:
-    """The dashboard while job ``running`` runs (a worker busy, a progress bar moving)."""
+@contextlib.contextmanager
+def browser_page() -> Iterator[Any]:
+    """A page of Debian's headless Chromium (driven by Playwright), closed afterwards; OUT exists."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport=VIEWPORT, bypass_csp=True)  # wait_for_function evals
-        page.set_default_timeout(60000)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, bypass_csp=True)  # wait_for_function evals
+            page.set_default_timeout(60000)
+            yield page
+        finally:
+            browser.close()
+
+
+def photograph_dashboard(base: str, running: int) -> None:
+    """The dashboard while job ``running`` runs (a worker busy, a progress bar moving)."""
+    with browser_page() as page:
         page.goto(base + "/")
         page.locator(f"#jobs tr[data-job='{running}'][data-state='running']").wait_for()
         page.locator("#workers progress").wait_for()
         page.locator("#chart-outcomes rect").first.wait_for()
         page.wait_for_timeout(1500)
         page.screenshot(path=str(OUT / "dashboard.png"), full_page=True)
-        browser.close()
 
 
 def photograph(base: str, a: int, b: int) -> None:
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    OUT.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport=VIEWPORT, bypass_csp=True)  # wait_for_function evals
-        page.set_default_timeout(60000)
+    with browser_page() as page:
         page.goto(f"{base}/jobs/{a}")
         page.locator("#plot-angles .cursor").wait_for(state="attached")
         page.wait_for_function("document.getElementById('video').readyState >= 2")
@@ -119,7 +128,6 @@ def photograph(base: str, a: int, b: int) -> None:
         page.goto(base + "/submit")
         page.set_input_files("#file", str(media_dir() / "runner_1080p.mp4"))
         page.screenshot(path=str(OUT / "submit.png"), full_page=True)
-        browser.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 "frames_done"] > 0)
             photograph_dashboard(base, ids[0])
             for job_id in ids:
-                state = wait_for(f"job {job_id} finishing", lambda j=job_id: client.get(f"/v1/jobs/{j}").json()[
-                    "state"] in ("succeeded", "failed", "cancelled") and client.get(f"/v1/jobs/{j}").json()["state"])
+                state = wait_for(f"job {job_id} finishing", lambda j=job_id: ended(client.get(f"/v1/jobs/{j}").json()))
                 if state != "succeeded":
                     raise SystemExit(f"screenshots: job {job_id} {state}")
                 wait_for(f"job {job_id}'s analysis",

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -713,10 +714,7 @@ class JobStore:
 
     def iter_upload(self, upload_id: int) -> Iterator[bytes]:
         """The upload's bytes chunk by chunk, one short query each, so memory stays at one chunk."""
-        for (seq,) in self._all("upload_chunk_seqs", upload_id=upload_id):
-            row = self._one("upload_chunk", upload_id=upload_id, seq=seq)
-            if row is not None:
-                yield bytes(row.data)
+        return self.iter_upload_range(upload_id, 0, sys.maxsize)
 
     def iter_upload_range(self, upload_id: int, start: int, stop: int) -> Iterator[bytes]:
         """Bytes [start, stop) of an upload, for HTTP range requests (seeking in the viewer). Every

@@ -22,6 +22,7 @@ cookie, so no state-changing route can be driven by it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -118,11 +119,7 @@ async def job_video(request: Request) -> Response:
         size = int(info["size_bytes"])
         declared = info["content_type"] or ""
         media_type = declared if declared.startswith("video/") else _media_type(info["filename"] or "")
-
-        def upload_pieces(start: int, stop: int) -> Iterator[bytes]:
-            return app.store.iter_upload_range(upload_id, start, stop)
-
-        pieces = upload_pieces
+        pieces = functools.partial(app.store.iter_upload_range, upload_id)
     else:
         try:
             path = app.media.resolve(job.video_path or "")
@@ -133,11 +130,7 @@ async def job_video(request: Request) -> Response:
             raise ApiError(404, ErrorCode.VIDEO_NOT_FOUND, f"job {job.id}'s video is no longer readable") from None
         size = os.path.getsize(path)
         media_type = _media_type(path)
-
-        def file_pieces(start: int, stop: int) -> Iterator[bytes]:
-            return _read_file(path, start, stop)
-
-        pieces = file_pieces
+        pieces = functools.partial(_read_file, path)
     wanted = parse_range(request.headers.get("range"), size)
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
     if wanted is None:

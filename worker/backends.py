@@ -15,11 +15,14 @@ is the doctor's alone.
 from __future__ import annotations
 
 from jobs.settings import Settings
+from worker.pipeline.backends import BACKEND_ENV
 from worker.pipeline.blazepose import weights
 from worker.pipeline.params import BACKENDS
 from worker.pipeline.phalp.config import DIR_ENV, OVERRIDES_ENV, PYTHON_ENV, SMPL_ENV, PhalpConfig
 
-POSE_FACTORY = "worker.pipeline.pose:create"
+#: The BlazePose pipeline: the default of the POSE_PIPELINE setting (another factory, e.g. a test's
+#: fake, needs no weights).
+POSE_FACTORY: str = Settings.model_fields["pipeline"].default
 
 
 def phalp_config(settings: Settings) -> PhalpConfig:
@@ -50,7 +53,7 @@ def advertised_backends(settings: Settings) -> list[str]:
 
 def child_env(settings: Settings) -> dict[str, str]:
     """The backend settings the pipeline child reads from its environment (flags become variables)."""
-    env = {"POSE_BACKEND": settings.backend, OVERRIDES_ENV: settings.phalp_overrides}
+    env = {BACKEND_ENV: settings.backend, OVERRIDES_ENV: settings.phalp_overrides}
     for name, value in ((DIR_ENV, settings.phalp_dir), (PYTHON_ENV, settings.phalp_python),
                         (SMPL_ENV, settings.smpl_model)):
         if value is not None:

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.backends import backend_problems, phalp_config
+    from worker.backends import POSE_FACTORY, backend_problems, phalp_config
     from worker.pipeline.phalp.smpl import SmplModel, SmplModelError
 
     settings = settings_from(args)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         problems["phalp"] = config.import_problem()
     needs = {
         "blazepose": f"the BlazePose weights in {settings.model_dir} (pose-service models fetch)"
-                     if settings.pipeline == "worker.pipeline.pose:create" else f"the pipeline {settings.pipeline}",
+                     if settings.pipeline == POSE_FACTORY else f"the pipeline {settings.pipeline}",
         "phalp": "a 4D-Humans checkout (POSE_PHALP_DIR) and its interpreter (POSE_PHALP_PYTHON)",
     }
     for name, problem in problems.items():

@@ -370,9 +370,6 @@ WHERE id = :upload_id;
 SELECT id, filename, content_type, size_bytes, sha256, complete, deleted_at FROM pose_uploads
 WHERE id = :upload_id;
 
--- name: upload_chunk_seqs
-SELECT seq FROM pose_upload_chunks WHERE upload_id = :upload_id ORDER BY seq;
-
 -- name: upload_chunk
 SELECT data FROM pose_upload_chunks WHERE upload_id = :upload_id AND seq = :seq;
 
