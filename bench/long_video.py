@@ -11,6 +11,9 @@ worker's frame path is measured); a job per video length submitted with ``POST /
   the worker COPYing them, while the job runs; the pipeline's own time (timings.total_s) beside it;
 - peak RSS of the pipeline child, the worker and the web process while the job runs (sampled every
   20 ms from /proc), and the ratio of the long video's to the short one's;
+- the analysis job its success queues (migration 0011): waited for, so that it does not share the
+  cores with what is measured next, with its run time and the peak RSS of the worker's analysis child
+  (apart from the pose child);
 - ``GET /v1/jobs/{id}/result`` (result@1 JSON, no gzip) read by this process: MB/s and the web
   process's peak RSS while it streams;
 - reading the job's rows from ``pose_frame_people`` as an analyst would: COPY (binary, text) of
@@ -57,6 +60,7 @@ from jobs.database import upgrade  # noqa: E402
 from jobs.job import Job  # noqa: E402
 from jobs.states import ErrorKind  # noqa: E402
 from jobs.store import JobStore  # noqa: E402
+from worker.analysis_job import PIPELINE as ANALYSIS_PIPELINE  # noqa: E402
 from worker.frame_spool import Block, BlockEncoder, read_block  # noqa: E402
 from worker.frame_writer import BATCH_FRAMES  # noqa: E402
 
@@ -100,13 +104,21 @@ class Cpu:
         return spent
 
 
+def is_analysis_child(pid: int) -> bool:
+    """Whether a child of the worker is its analysis child (worker/analysis_job.py), by command line."""
+    try:
+        return ANALYSIS_PIPELINE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class Peaks:
-    """Samples the RSS of the worker, its children (the pipeline child) and the web every 20 ms;
+    """Samples the RSS of the worker, its pose child, its analysis child and the web every 20 ms;
     ``phase()`` returns the peaks seen since the previous call."""
 
     def __init__(self, worker: int, web: int) -> None:
         self.worker, self.web = worker, web
-        self._peaks = {"worker": 0, "child": 0, "web": 0}
+        self._peaks = {"worker": 0, "child": 0, "analysis_child": 0, "web": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -114,8 +126,10 @@ class Peaks:
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            sample = {"worker": rss(self.worker), "child": sum(rss(c) for c in children(self.worker)),
-                      "web": rss(self.web)}
+            kids = children(self.worker)
+            analysis = [c for c in kids if is_analysis_child(c)]
+            sample = {"worker": rss(self.worker), "child": sum(rss(c) for c in kids if c not in analysis),
+                      "analysis_child": sum(rss(c) for c in analysis), "web": rss(self.web)}
             with self._lock:
                 for k, v in sample.items():
                     self._peaks[k] = max(self._peaks[k], v)
@@ -212,6 +226,8 @@ def run_job(base: str, media: Path, url: str, frames: int, people: int, fps: int
     out["cpu_us_per_person_frame"] = {k: 1e6 * v / (frames * people) for k, v in cpu.stop().items()}
     if out["state"] != "succeeded":
         return out
+    out["analysis"] = wait_for_analysis(url, job_id)  # queued by a trigger: let it finish before reading
+    out["rss_analysis"] = peaks.phase()
     with psycopg.connect(url, autocommit=True) as conn:
         document = conn.execute("SELECT document FROM pose_results WHERE job_id = %s", (job_id,)).fetchone()[0]
         out["rows"] = conn.execute("SELECT count(*) FROM pose_frame_people WHERE job_id = %s",
@@ -233,6 +249,22 @@ def run_job(base: str, media: Path, url: str, frames: int, people: int, fps: int
     out["rss_result"] = peaks.phase()
     out["read"] = read_rows(url, job_id)
     return out
+
+
+def wait_for_analysis(url: str, job_id: int) -> dict[str, Any]:
+    """Waits for the analysis job that the pose job's success queued (migration 0011) and returns its
+    state and run time: it runs on the same worker and cores, so the result is read after it, not
+    beside it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT state, extract(epoch FROM finished_at - attempt_started_at) FROM pose_jobs "
+                "WHERE kind = 'analysis' AND source_job_id = %s", (job_id,)).fetchone()
+            if row is None:  # nobody in its frames: no analysis
+                return {"state": "none", "run_s": None}
+            if row[0] in ("succeeded", "failed", "cancelled"):
+                return {"state": row[0], "run_s": float(row[1]) if row[1] is not None else None}
+            time.sleep(0.05)
 
 
 def read_rows(url: str, job_id: int) -> dict[str, dict[str, float]]:
@@ -407,6 +439,10 @@ def print_job(job: dict[str, Any]) -> None:
                                                  if k != "web"))
     if job["state"] != "succeeded":
         return
+    analysis = job["analysis"]
+    print(f"  its analysis job (queued by the success, run before the reads below): {analysis['state']} in "
+          f"{analysis['run_s'] or float('nan'):.1f} s; peak RSS analysis child "
+          f"{job['rss_analysis']['analysis_child'] / mb:.0f} MB, worker {job['rss_analysis']['worker'] / mb:.0f} MB")
     print(f"  GET result: {job['result_mb']:.0f} MB at {job['result_mb_per_s']:.1f} MB/s; web peak RSS "
           f"{job['rss_result']['web'] / mb:.0f} MB (PostgreSQL's own COPY text of the rows: "
           f"{job['baseline_result_copy_text_mb_per_s']:.1f} MB/s)")
@@ -424,7 +460,7 @@ def print_summary(report: dict[str, Any]) -> None:
     jobs = report["jobs"]
     if len(jobs) > 1 and all(j["state"] == "succeeded" for j in jobs):
         short, long = jobs[0], jobs[-1]
-        for what in ("worker", "child", "web"):
+        for what in ("worker", "child", "web"):  # the pose job's processes (the analysis child is apart)
             print(f"peak RSS {what} while the job ran: {long['rss_job'][what] / 1e6:.0f} MB vs "
                   f"{short['rss_job'][what] / 1e6:.0f} MB ({long['rss_job'][what] / short['rss_job'][what]:.2f}×)")
         print(f"peak RSS web while streaming the result: {long['rss_result']['web'] / 1e6:.0f} MB vs "

@@ -4,12 +4,13 @@ The one way results are read: ``GET /v1/jobs/{id}/result``, ``pose-service resul
 ``/pose/hybrid`` all iterate :func:`open_result`. The small part of the document (video, model,
 names, skeleton, timings) is ``pose_results.document``; the frames are the attempt's
 ``pose_frame_rows``, read ``PAGE_FRAMES`` frame indexes per statement (short statements, no
-transaction held open), so memory stays at one page whatever the video's length.
+transaction held open), so memory stays at a few pages whatever the video's length.
 
 Formats:
 
-- ``json``: result@1 (DESIGN.md section 5); each number is PostgreSQL's own shortest exact text of the
-  stored value, so nothing is parsed or formatted in Python;
+- ``json``: result@1 (DESIGN.md section 5); PostgreSQL writes each person as JSON text
+  (``pose_person_text``, each number its shortest exact text of the stored value), so Python only
+  joins a frame's people and nothing is parsed or formatted here;
 - ``ndjson``: one frame object per line (the frames alone);
 - ``csv``: one row per frame × person × keypoint, with a header (``CSV_HEADER``).
 
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,8 +31,8 @@ from typing import Any
 
 from jobs.store import JobStore, ResultHead
 
-#: Frame indexes per page: about 0.4 MB of JSON for two people (a page is formatted while the next is
-#: read, so two are held). CSV pages are a quarter of that (a row per keypoint).
+#: Frame indexes per page: about 0.5 MB of JSON for two people (a page is sent while the next
+#: ``READ_AHEAD`` are read, so three are held). CSV pages are a quarter of that (a row per keypoint).
 PAGE_FRAMES = 128
 CSV_PAGE_FRAMES = PAGE_FRAMES // 4
 #: Frame indexes are PostgreSQL integers.
@@ -119,26 +121,31 @@ def _pages(
 
 
 def _page_rows(
-    store: JobStore, job_id: int, head: ResultHead, window: FrameWindow, page: int = PAGE_FRAMES
+    store: JobStore, job_id: int, head: ResultHead, window: FrameWindow, page: int = PAGE_FRAMES,
+    read: Callable[[JobStore, int, int, int, int], list[Any]] = JobStore.result_people,
 ) -> Iterator[list[Any]]:
-    """The rows of each page, the next page read (on a thread of ``_prefetcher()``) while this one is
-    turned into text: PostgreSQL formats one page's numbers while Python formats the other's, so the
-    two add up to the slower of them, not their sum. Two pages at most are held; a reader that stops
-    early leaves at most one page being read, which is then dropped."""
+    """The rows of each page (``read``: JobStore.result_people or result_rows), the next ``READ_AHEAD``
+    pages read (each on a thread of ``_prefetcher()`` and a connection of its own) while this one is
+    handed on: PostgreSQL writes the pages' text on as many cores, and Python only joins it. At most
+    ``READ_AHEAD`` + 1 pages are held; a reader that stops early leaves the pages being read, which are
+    then dropped."""
     pages = _pages(store, job_id, head, window, page)
+    ahead: deque[Future[list[Any]]] = deque()
 
-    def read_next() -> Future[list[Any]] | None:
-        span = next(pages, None)
-        return None if span is None else _prefetcher().submit(store.result_rows, job_id, head.attempt, *span)
+    def read_more() -> None:
+        while len(ahead) < READ_AHEAD and (span := next(pages, None)) is not None:
+            ahead.append(_prefetcher().submit(read, store, job_id, head.attempt, *span))
 
-    ahead = read_next()
-    while ahead is not None:
-        held = [ahead.result()]
-        ahead = read_next()
+    read_more()
+    while ahead:
+        held = [ahead.popleft().result()]
+        read_more()
         yield held.pop()  # the consumer holds the only reference: a page is freed as soon as it is used
 
 
-#: Reads the next page of every result being streamed (a page each): a few threads for the process.
+#: Pages of one result read at once, ahead of the one being sent.
+READ_AHEAD = 2
+#: Reads the pages ahead of every result being streamed: a few threads (and connections) for the process.
 PREFETCH_THREADS = 4
 _prefetch: ThreadPoolExecutor | None = None
 _prefetch_lock = threading.Lock()
@@ -165,8 +172,9 @@ def _frames(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow,
 
 
 def _frame_objects(rows: list[Any]) -> Iterator[str]:
-    """Rows of result_rows_page (ordered by frame, then track) as frame objects. The numbers are
-    PostgreSQL's text of each value, which is valid JSON: none is parsed or formatted here."""
+    """Rows of result_people_page (ordered by frame, then track) as frame objects: each person is
+    already result@1 JSON text made by PostgreSQL (pose_person_text), so nothing is parsed or
+    formatted here."""
     index: int | None = None
     time_s, people = "", list[str]()
     for row in rows:
@@ -174,34 +182,10 @@ def _frame_objects(rows: list[Any]) -> Iterator[str]:
             if index is not None:
                 yield f'{{"index":{index},"time_s":{time_s},"people":[{",".join(people)}]}}'
             index, time_s, people = row.frame_index, row.time_s, []
-        if row.track_id is not None:
-            people.append(_person(row))
+        if row.person is not None:
+            people.append(row.person)
     if index is not None:
         yield f'{{"index":{index},"time_s":{time_s},"people":[{",".join(people)}]}}'
-
-
-def _points(text: str, size: int) -> str:
-    """``a,b,c,...`` as points of ``size`` values, ``[a,b,c],[...]``: one format string per shape (cached),
-    filled in one call, rather than a join per point."""
-    if not text:
-        return ""
-    values = text.split(",")
-    pattern = _POINTS.get((len(values), size))
-    if pattern is None:
-        if len(values) % size or len(_POINTS) >= 64:  # a ragged or unusual shape: point by point
-            return ",".join("[" + ",".join(values[i:i + size]) + "]" for i in range(0, len(values), size))
-        pattern = _POINTS[len(values), size] = ",".join(["[" + ",".join(["%s"] * size) + "]"] * (len(values) // size))
-    return pattern % tuple(values)
-
-
-_POINTS: dict[tuple[int, int], str] = {}
-
-
-def _person(row: Any) -> str:
-    extra = row.extra.strip()[1:-1].strip() if row.extra else ""
-    return (f'{{"track_id":{row.track_id},"bbox":[{row.bbox or ""}],"score":{row.score or "null"},'
-            f'"keypoints":[{_points(row.keypoints, 5)}],"world":[{_points(row.world, 3)}]'
-            f'{"," + extra if extra else ""}}}')
 
 
 def _json(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
@@ -231,7 +215,7 @@ def _ndjson(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow)
 def _csv(store: JobStore, job_id: int, head: ResultHead, window: FrameWindow) -> Iterator[str]:
     yield CSV_HEADER
     names = [_csv_field(str(n)) for n in json.loads(head.document).get("keypoint_names") or []]
-    for rows in _page_rows(store, job_id, head, window, CSV_PAGE_FRAMES):
+    for rows in _page_rows(store, job_id, head, window, CSV_PAGE_FRAMES, JobStore.result_rows):
         lines: list[str] = []
         for row in rows:
             if row.track_id is None:

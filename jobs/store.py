@@ -392,6 +392,11 @@ class JobStore:
         row = self._one("frame_bounds", id=job_id, attempt=attempt)
         return None if row.first is None else (int(row.first), int(row.last))
 
+    def result_people(self, job_id: int, attempt: int, first: int, stop: int) -> list[Any]:
+        """Frames [first, stop) of the attempt: a row per person, each a result@1 person as JSON text
+        (person None: a frame without people; result_people_page)."""
+        return self._all("result_people_page", id=job_id, attempt=attempt, first=first, stop=stop)
+
     def result_rows(self, job_id: int, attempt: int, first: int, stop: int) -> list[Any]:
         """Frames [first, stop) of the attempt: a row per person (track_id None: a frame without
         people) with its numbers as text (result_rows_page)."""

@@ -37,13 +37,24 @@ WHERE r.job_id = :id AND j.state = 'succeeded'
 SELECT min(frame_index) AS first, max(frame_index) AS last
 FROM pose_frame_rows WHERE job_id = :id AND attempt = :attempt;
 
+-- name: result_people_page
+-- Frames [:first, :stop) of one attempt, a row per person (or one with person NULL for a frame
+-- without people), each person as result@1 JSON text (pose_person_text, migration 0012): the numbers
+-- are PostgreSQL's shortest exact text of each stored value, and jobs/result_stream.py only joins a
+-- frame's people.
+SELECT frame_index, time_s::text AS time_s,
+       CASE WHEN track_id IS NOT NULL
+            THEN pose_person_text(track_id, bbox, score, keypoints, world, extra) END AS person
+FROM pose_frame_rows
+WHERE job_id = :id AND attempt = :attempt AND frame_index >= :first AND frame_index < :stop
+ORDER BY frame_index, track_id;
+
 -- name: result_rows_page
--- Frames [:first, :stop) of one attempt, a row per person (or one with track_id NULL for a frame
--- without people), the numbers as PostgreSQL prints them (the shortest text that reads back exactly):
--- jobs/result_stream.py turns them into result@1 frames or CSV rows without parsing a number.
+-- The same frames with each field's numbers as PostgreSQL prints them, for the CSV format (a line per
+-- keypoint): jobs/result_stream.py writes them without parsing a number.
 SELECT frame_index, time_s::text AS time_s, track_id, score::text AS score,
        array_to_string(bbox, ',') AS bbox, array_to_string(keypoints, ',') AS keypoints,
-       array_to_string(world, ',') AS world, extra::text AS extra
+       array_to_string(world, ',') AS world
 FROM pose_frame_rows
 WHERE job_id = :id AND attempt = :attempt AND frame_index >= :first AND frame_index < :stop
 ORDER BY frame_index, track_id;
