@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -88,19 +87,41 @@ def submit_analysis(store: JobStore, *, source_job_id: int | None = None, upload
 
 
 # ---- storing (the worker) ------------------------------------------------------------------------
-def summary_of(track: Mapping[str, Any]) -> dict[str, Any]:
+class AnalysedTrack(Protocol):
+    """One analysed track as the worker hands it over (worker/pipeline/analysis/track_output.py): its
+    facts, and its series one at a time, so no more than one series is held."""
+
+    @property
+    def track_id(self) -> int: ...
+    @property
+    def first_frame(self) -> int | None: ...
+    @property
+    def frame_count(self) -> int: ...
+    @property
+    def filled(self) -> list[int]: ...
+    @property
+    def outliers(self) -> list[int]: ...
+    @property
+    def spins(self) -> list[dict[str, Any]]: ...
+
+    def series(self) -> Iterator[tuple[str, str, np.ndarray[Any, Any]]]:
+        """``(series, name, values)``: values float, NaN for null."""
+        ...
+
+
+def summary_of(track: AnalysedTrack) -> dict[str, Any]:
     """What pose_analyses.summary keeps of a track after retention removed its series."""
-    frames = track["frames"]
-    return {"track_id": track["track_id"], "first_frame": frames[0] if frames else None,
-            "last_frame": frames[-1] if frames else None, "frames": len(frames), "filled": len(track["filled"]),
-            "spins": track["spins"]}
+    first = track.first_frame if track.frame_count else None
+    return {"track_id": track.track_id, "first_frame": first,
+            "last_frame": None if first is None else first + track.frame_count - 1, "frames": track.frame_count,
+            "filled": len(track.filled), "spins": track.spins}
 
 
 #: PostgreSQL's type oid of real (float4), as a binary array names its elements' type.
 FLOAT4_OID = 700
 
 
-def real_array(values: Sequence[float | None]) -> bytes:
+def real_array(values: Sequence[float | None] | np.ndarray[Any, Any]) -> bytes:
     """``values`` (None: NULL) in PostgreSQL's binary ``real[]`` format, built by numpy: the driver's
     own array dumper spent 0.7 s of the 1 s it took to store a 2 × 3,600-frame analysis."""
     numbers = np.asarray(values, dtype=np.float64)  # None becomes NaN
@@ -119,21 +140,20 @@ def _field(data: bytes) -> bytes:
     return struct.pack(">i", len(data)) + data
 
 
-def _series_tuples(analysis_id: int, track: Mapping[str, Any]) -> Iterator[bytes]:
+def _series_tuples(analysis_id: int, track: AnalysedTrack) -> Iterator[bytes]:
     """The track's series as binary COPY tuples of pose_analysis_series (analysis_id, track_id, series,
-    name, vals)."""
-    head = struct.pack(">hiqii", 5, 8, analysis_id, 4, int(track["track_id"]))
-    named = [(series, name, values) for series in SERIES for name, values in track[series].items()]
-    named += [("yaw", name, track[name]) for name in YAW_NAMES]
-    for series, name, values in named:
+    name, vals), one series at a time."""
+    head = struct.pack(">hiqii", 5, 8, analysis_id, 4, int(track.track_id))
+    for series, name, values in track.series():
         yield head + _field(series.encode()) + _field(name.encode()) + _field(real_array(values))
 
 
-def store_analysis(store: JobStore, job: Job, worker_id: str, header: Mapping[str, Any], tracks_path: Path) -> bool:
-    """Store an analysis job's analysis: the header (``provenance``, ``angle_names``) and the tracks,
-    one JSON object per line of ``tracks_path`` (read one at a time), in one transaction fenced by
-    (job, worker, attempt) like frames are; an earlier attempt's analysis is replaced. False when the
-    worker no longer owns the attempt (nothing is written)."""
+def store_analysis(store: JobStore, job: Job, worker_id: str, header: Mapping[str, Any],
+                   tracks: Iterable[AnalysedTrack]) -> bool:
+    """Store an analysis job's analysis: the header (``provenance``, ``angle_names``) and the tracks
+    (taken one at a time), in one transaction fenced by (job, worker, attempt) like frames are; an
+    earlier attempt's analysis is replaced. False when the worker no longer owns the attempt (nothing
+    is written)."""
     provenance = header["provenance"]
     with store.transaction(timeout_s=None) as tx:
         if tx.one("fence_attempt", id=job.id, worker_id=worker_id, attempt=job.attempt) is None:
@@ -143,17 +163,14 @@ def store_analysis(store: JobStore, job: Job, worker_id: str, header: Mapping[st
                              attempt=job.attempt, params=json.dumps(provenance["params"]),
                              provenance=json.dumps(provenance), angle_names=list(header["angle_names"])).id
         summaries = []
-        with open(tracks_path, encoding="utf-8") as fh:
-            for line in fh:
-                track = json.loads(line)
-                frames = track["frames"]
-                summaries.append(summary_of(track))
-                if not frames:
-                    continue
-                tx.exec("insert_analysis_track", analysis_id=analysis_id, track_id=track["track_id"],
-                        first_frame=frames[0], frame_count=len(frames), filled=track["filled"],
-                        outliers=track["outliers"], spins=json.dumps(track["spins"]))
-                tx.copy_tuples("copy_analysis_series", _series_tuples(analysis_id, track))
+        for track in tracks:
+            summaries.append(summary_of(track))
+            if not track.frame_count:
+                continue
+            tx.exec("insert_analysis_track", analysis_id=analysis_id, track_id=track.track_id,
+                    first_frame=track.first_frame, frame_count=track.frame_count, filled=track.filled,
+                    outliers=track.outliers, spins=json.dumps(track.spins))
+            tx.copy_tuples("copy_analysis_series", _series_tuples(analysis_id, track))
         tx.exec("set_analysis_summary", id=analysis_id, summary=json.dumps({"tracks": summaries}))
     return True
 

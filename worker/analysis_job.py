@@ -30,6 +30,7 @@ from worker.db_retry import describe, is_transient
 from worker.exhaustion import exhausted
 from worker.input_staging import InputRefused, staged_video
 from worker.pipeline.analysis.track_file import TrackFileWriter
+from worker.pipeline.analysis.track_output import bin_path, read_tracks
 from worker.pipeline.backends import BACKEND_ENV
 from worker.pipeline_child import ChildDied
 
@@ -122,11 +123,16 @@ def run(store: JobStore, job: Job, slot: ChildSlot, work_dir: Path, result_path:
         return AttemptOutcome(AttemptStatus.FAILED, ErrorKind.CRASH, f"worker could not run the analysis: {exc}")
 
 
+def output_files(tracks_path: Path) -> tuple[Path, Path]:
+    """The files the child writes its analysed tracks to (track_output.py), to remove afterwards."""
+    return tracks_path, bin_path(tracks_path)
+
+
 def save(store: JobStore, job: Job, worker_id: str, result_path: Path, tracks_path: Path) -> bool:
     """Store a succeeded attempt's analysis (jobs/analyses.py), fenced by (job, worker, attempt);
     False when the job is no longer this worker's. Raises what the database raised."""
     header = json.loads(result_path.read_text(encoding="utf-8"))
-    owned = store_analysis(store, job, worker_id, header, tracks_path)
+    owned = store_analysis(store, job, worker_id, header, read_tracks(tracks_path))
     if owned:
         log.info("analysis stored: %s tracks", header.get("track_count"))
     return owned

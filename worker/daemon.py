@@ -345,7 +345,8 @@ class WorkerDaemon:
             if self.current.job is job:
                 with self.current.ownership:
                     self.current.clear()
-            for path in (result_path, result_path.with_name(result_path.name + ".tmp"), tracks_path):
+            for path in (result_path, result_path.with_name(result_path.name + ".tmp"),
+                         *analysis_job.output_files(tracks_path)):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             self.jobs_done += 1

@@ -142,29 +142,48 @@ def fps_of(result: Mapping[str, Any]) -> float:
     raise ValueError("the result document has no fps and too few timed frames to tell it")
 
 
-def _numbers(values: FloatArray, digits: int = 2) -> list[float | None]:
-    """JSON numbers rounded to ``digits`` (0.01° is far below what the keypoints resolve), NaN as null."""
-    return [None if v != v else v for v in np.round(values, digits).tolist()]  # v != v: NaN
+#: Decimal digits each series keeps (0.01° is far below what the keypoints resolve); yaw keeps 2.
+SERIES_DIGITS = {"angles": 2, "angles_raw": 2, "angular_velocity": 1}
+#: The yaw series: the document's key and the line (rotation.Yaw's field) it holds.
+YAW_SERIES = (("yaw", "body"), ("yaw_shoulders", "shoulders"), ("yaw_hips", "hips"))
+
+
+def rounded_series(track: TrackAnalysis) -> Iterator[tuple[str, str, FloatArray]]:
+    """Every series of the track as the document and the database keep it: ``(series, name, values)``,
+    values rounded (NaN: null) — a series per angle name for ``angles``, ``angles_raw`` and
+    ``angular_velocity``, then ``("yaw", key, ...)`` for each of YAW_SERIES."""
+    for key, digits in SERIES_DIGITS.items():
+        for name, values in getattr(track, key).items():
+            yield key, name, np.round(values, digits)
+    for key, line in YAW_SERIES:
+        yield "yaw", key, np.round(getattr(track.yaw, line), 2)
+
+
+def spin_objects(track: TrackAnalysis, stance: str) -> list[dict[str, Any]]:
+    """The track's spins as the document lists them."""
+    frames = track.frames
+    return [{"start_frame": int(frames[s.start]), "end_frame": int(frames[s.end]), "degrees": s.degrees,
+             "measured_degrees": s.measured_degrees, "direction": s.direction(stance)} for s in track.spins]
+
+
+def _numbers(values: FloatArray) -> list[float | None]:
+    """JSON numbers, NaN as null."""
+    return [None if v != v else v for v in values.tolist()]  # v != v: NaN
 
 
 def track_object(track: TrackAnalysis, stance: str) -> dict[str, Any]:
     """One entry of the document's ``tracks``."""
     frames = track.frames
-    return {
-        "track_id": track.track_id,
-        "frames": frames.tolist(),
-        "filled": frames[track.filled].tolist(),
-        "outliers": frames[track.outliers].tolist(),
-        "angles": {name: _numbers(v) for name, v in track.angles.items()},
-        "angles_raw": {name: _numbers(v) for name, v in track.angles_raw.items()},
-        "angular_velocity": {name: _numbers(v, 1) for name, v in track.angular_velocity.items()},
-        "yaw": _numbers(track.yaw.body),
-        "yaw_shoulders": _numbers(track.yaw.shoulders),
-        "yaw_hips": _numbers(track.yaw.hips),
-        "spins": [{"start_frame": int(frames[s.start]), "end_frame": int(frames[s.end]), "degrees": s.degrees,
-                   "measured_degrees": s.measured_degrees, "direction": s.direction(stance)}
-                  for s in track.spins],
-    }
+    out: dict[str, Any] = {"track_id": track.track_id, "frames": frames.tolist(),
+                           "filled": frames[track.filled].tolist(), "outliers": frames[track.outliers].tolist(),
+                           **{key: {} for key in SERIES_DIGITS}}
+    for series_key, name, values in rounded_series(track):
+        if series_key == "yaw":
+            out[name] = _numbers(values)
+        else:
+            out[series_key][name] = _numbers(values)
+    out["spins"] = spin_objects(track, stance)
+    return out
 
 
 def build_document(tracks: Iterable[TrackAnalysis], *, params: Mapping[str, Any], fps: float,

@@ -7,8 +7,8 @@ The worker sends (worker/analysis_job.py) the input's path and, as ``params``, i
 - ``analysis``: the analysis params (checked again here against :data:`PARAMS`);
 - ``input``: ``tracks`` (a track file the worker wrote from a stored pose job, track_file.py) or
   ``upload`` (an uploaded result@1 JSON or TRC file, keypoint_files.py);
-- ``output``: where to write the tracks, one analysis@1 track object per line (NDJSON), each written
-  as soon as its track is analysed, so neither side holds more than one track;
+- ``output``: where to write the tracks (track_output.py: a line of facts per track, its series as
+  float32 arrays beside), each written as soon as its track is analysed;
 - ``source``: the provenance's ``source``.
 
 It returns the document without its tracks (``schema``, ``provenance``, ``angle_names``, and
@@ -17,16 +17,15 @@ It returns the document without its tracks (``schema``, ``provenance``, ``angle_
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from worker.pipeline.analysis.document import TrackInput, analyze_track, build_document, track_object
+from worker.pipeline.analysis.document import TrackInput, analyze_track, build_document
 from worker.pipeline.analysis.keypoint_files import BadKeypoints, read_keypoints
 from worker.pipeline.analysis.params import PARAMS
 from worker.pipeline.analysis.track_file import TrackFile
+from worker.pipeline.analysis.track_output import TrackOutputWriter
 from worker.pipeline.contract import BadInput, ProgressFn
 
 INPUTS = ("tracks", "upload")
@@ -57,18 +56,13 @@ class AnalysisPipeline:
                            "tell it)")
         progress(0, total)
         done, count = 0, 0
-        output = Path(params["output"])
-        with open(output, "w", encoding="utf-8") as fh:
+        with TrackOutputWriter(Path(params["output"])) as output:
             for track in tracks:
                 assert fps  # tracks were read only once it was known
-                analysed = analyze_track(track, fps, checked)
-                fh.write(json.dumps(track_object(analysed, checked["stance"]), separators=(",", ":"), allow_nan=False))
-                fh.write("\n")
+                output.write(analyze_track(track, fps, checked), checked["stance"])
                 done += int(track.frames.size)
                 count += 1
                 progress(done, total)
-            fh.flush()
-            os.fsync(fh.fileno())
         header = build_document((), params=checked, fps=fps or 0.0, source=params.get("source"), model=model)
         del header["tracks"]
         header["track_count"] = count
