@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -118,6 +117,8 @@ def fill_gaps(x: FloatArray, max_gap: int) -> tuple[FloatArray, BoolArray]:
 def butterworth_sos(fps: float, cutoff_hz: float, order: int) -> FloatArray:
     """A low-pass Butterworth of ``order`` as second-order sections; the cut-off is kept below 0.9 of the
     Nyquist frequency, whatever was asked."""
+    from scipy import signal  # here, not at the top: see _sosfiltfilt
+
     cutoff = min(cutoff_hz, 0.45 * fps)
     return np.asarray(signal.butter(order, cutoff, btype="lowpass", fs=fps, output="sos"), dtype=np.float64)
 
@@ -153,8 +154,17 @@ def butterworth(x: FloatArray, fps: float, cutoff_hz: float, order: int = 2) -> 
                 continue
             pad = min(pad_wanted, length - 1)
             block = _extend(x[start:stop][:, columns], pad, min(fit, length))
-            out[start:stop, columns] = signal.sosfiltfilt(sos, block, axis=0, padlen=0)[pad:pad + length]
+            out[start:stop, columns] = _sosfiltfilt(sos, block)[pad:pad + length]
     return out
+
+
+def _sosfiltfilt(sos: FloatArray, block: FloatArray) -> FloatArray:
+    """scipy's zero-phase filter along the frames. scipy is imported when a filter first runs, not with
+    the module: the worker daemon and the web import this package (for the analysis params and the
+    analysed tracks' format) but never filter, and scipy.signal costs each of them about 78 MB."""
+    from scipy import signal
+
+    return np.asarray(signal.sosfiltfilt(sos, block, axis=0, padlen=0), dtype=np.float64)
 
 
 def one_euro(x: FloatArray, fps: float, min_cutoff: float = 1.0, beta: float = 0.05,
