@@ -134,6 +134,11 @@ class Peaks:
                 for k, v in sample.items():
                     self._peaks[k] = max(self._peaks[k], v)
 
+    def now(self) -> dict[str, int]:
+        """The RSS of each process at this moment (what a phase starts from: CPython keeps what an
+        earlier phase, e.g. an analysis, made it take)."""
+        return {"worker": rss(self.worker), "web": rss(self.web)}
+
     def phase(self) -> dict[str, int]:
         time.sleep(0.05)
         with self._lock:
@@ -202,6 +207,7 @@ def run_job(base: str, media: Path, url: str, frames: int, people: int, fps: int
 
     out: dict[str, Any] = {"frames": frames, "people": people, "person_frames": frames * people}
     peaks.phase()
+    out["rss_start"] = peaks.now()
     cpu.start()
     t0 = time.perf_counter()
     reply = httpx.post(f"{base}/v1/jobs", json={"video_path": str(media / "long.mp4"),
@@ -434,7 +440,8 @@ def print_job(job: dict[str, Any]) -> None:
           flush=True)
     print(f"  store: {job['store_person_frames_per_s']:,.0f} person-frames/s "
           f"(pipeline's own time {job.get('pipeline_s', float('nan')):.1f} s)")
-    print("  peak RSS while it ran: " + ", ".join(f"{k} {v / mb:.0f} MB" for k, v in job["rss_job"].items()))
+    print("  peak RSS while it ran: " + ", ".join(f"{k} {v / mb:.0f} MB" for k, v in job["rss_job"].items())
+          + " (at its start: " + ", ".join(f"{k} {v / mb:.0f} MB" for k, v in job["rss_start"].items()) + ")")
     print("  CPU per person-frame: " + ", ".join(f"{k} {v:.1f} µs" for k, v in job["cpu_us_per_person_frame"].items()
                                                  if k != "web"))
     if job["state"] != "succeeded":
